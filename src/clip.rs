@@ -1,0 +1,182 @@
+//! A checkpoint directory in Hugging Face layout, loaded: model, tokenizer and image pipeline.
+
+use std::path::{Path, PathBuf};
+
+use tch::Tensor;
+
+use crate::error::{InputError, ModelError};
+use crate::model::{ClipConfig, LoadedModel, ModelOptions};
+use crate::preprocess::{
+    ClipTokenizer, ImageLimits, ImageProcessor, ProcessorConfig, TokenizedText,
+};
+
+/// Limits on single inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    pub image: ImageLimits,
+    pub max_text_bytes: usize,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        Self {
+            image: ImageLimits::default(),
+            max_text_bytes: 16 << 10,
+        }
+    }
+}
+
+/// The files of a model directory.
+pub struct ModelFiles {
+    pub config: PathBuf,
+    pub weights: PathBuf,
+    pub tokenizer: PathBuf,
+    pub preprocessor: PathBuf,
+}
+
+impl ModelFiles {
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            config: dir.join("config.json"),
+            weights: dir.join("model.safetensors"),
+            tokenizer: dir.join("tokenizer.json"),
+            preprocessor: dir.join("preprocessor_config.json"),
+        }
+    }
+}
+
+/// One text's embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextEmbedding {
+    pub values: Vec<f32>,
+    pub truncated: bool,
+}
+
+pub struct Clip {
+    pub name: String,
+    pub config: ClipConfig,
+    pub model: LoadedModel,
+    pub tokenizer: ClipTokenizer,
+    pub images: ImageProcessor,
+}
+
+impl Clip {
+    pub fn load(
+        dir: &Path,
+        options: &ModelOptions,
+        limits: &InputLimits,
+    ) -> Result<Self, ModelError> {
+        let files = ModelFiles::in_dir(dir);
+        for path in [
+            &files.config,
+            &files.weights,
+            &files.tokenizer,
+            &files.preprocessor,
+        ] {
+            if !path.is_file() {
+                return Err(ModelError::Read {
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+        }
+        let config = ClipConfig::from_file(&files.config)?;
+        let processor = ProcessorConfig::from_file(&files.preprocessor)?;
+        let size = config.vision.image_size as u32;
+        if processor.output_size() != Some((size, size)) {
+            return Err(ModelError::Config {
+                path: files.preprocessor.clone(),
+                reason: format!(
+                    "the pipeline produces {:?} (height, width) images; the vision model takes \
+                     {size}x{size}",
+                    processor.output_size()
+                ),
+            });
+        }
+        let tokenizer = ClipTokenizer::from_file(
+            &files.tokenizer,
+            config.text.max_position_embeddings as usize,
+            limits.max_text_bytes,
+        )?;
+        let model = LoadedModel::load(&config, &files.weights, options)?;
+        let name = dir
+            .canonicalize()
+            .ok()
+            .as_deref()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        Ok(Self {
+            name,
+            config,
+            model,
+            tokenizer,
+            images: ImageProcessor::new(processor, limits.image),
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.config.projection_dim as usize
+    }
+
+    pub fn image_size(&self) -> usize {
+        self.config.vision.image_size as usize
+    }
+
+    /// Embeds already tokenised texts in one batch.
+    pub fn embed_tokenized(&self, texts: &[&TokenizedText]) -> Vec<Vec<f32>> {
+        if texts.is_empty() {
+            return Vec::new();
+        }
+        rows(&self.model.embed_text(&self.tokenizer.batch(texts)))
+    }
+
+    /// Embeds already preprocessed `[3, size, size]` pixel arrays in one batch.
+    pub fn embed_pixels(&self, pixels: &[&[f32]]) -> Vec<Vec<f32>> {
+        if pixels.is_empty() {
+            return Vec::new();
+        }
+        let s = self.image_size() as i64;
+        let flat: Vec<f32> = pixels.iter().flat_map(|p| p.iter().copied()).collect();
+        let batch = Tensor::from_slice(&flat).view([pixels.len() as i64, 3, s, s]);
+        rows(&self.model.embed_image(&batch))
+    }
+
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<TextEmbedding>, (usize, InputError)> {
+        let tokenized = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.tokenizer.encode(t).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&TokenizedText> = tokenized.iter().collect();
+        Ok(self
+            .embed_tokenized(&refs)
+            .into_iter()
+            .zip(&tokenized)
+            .map(|(values, t)| TextEmbedding {
+                values,
+                truncated: t.truncated,
+            })
+            .collect())
+    }
+
+    pub fn embed_images(&self, images: &[&[u8]]) -> Result<Vec<Vec<f32>>, (usize, InputError)> {
+        let pixels = images
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| self.images.process(bytes).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&[f32]> = pixels.iter().map(Vec::as_slice).collect();
+        Ok(self.embed_pixels(&refs))
+    }
+}
+
+fn rows(matrix: &Tensor) -> Vec<Vec<f32>> {
+    let (n, d) = matrix.size2().expect("embeddings are [batch, dim]");
+    let flat: Vec<f32> = Vec::try_from(matrix.contiguous().view([-1])).expect("f32 embeddings");
+    debug_assert_eq!(flat.len() as i64, n * d);
+    flat.chunks_exact(d.max(1) as usize)
+        .map(<[f32]>::to_vec)
+        .take(n as usize)
+        .collect()
+}

@@ -1,0 +1,65 @@
+//! Error types, one per layer.
+
+use std::path::PathBuf;
+
+/// Loading a model directory failed: the message names the file, key or tensor at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+    #[error("{path}: cannot load the tokenizer: {reason}")]
+    Tokenizer { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Weights { path: PathBuf, reason: String },
+    #[error("missing tensor(s) in {path}: {names}")]
+    MissingTensors { path: PathBuf, names: String },
+    #[error("unexpected tensor(s) in {path}: {names}")]
+    UnexpectedTensors { path: PathBuf, names: String },
+    #[error("tensor {name} in {path} has shape {found:?}, the config expects {expected:?}")]
+    TensorShape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
+    #[error("tensor {name} in {path} is stored as {kind}; CLIP weights are floating point")]
+    TensorKind {
+        path: PathBuf,
+        name: String,
+        kind: String,
+    },
+    #[error("invalid device {0:?}: expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"")]
+    DeviceSyntax(String),
+    #[error("device {0} is not available: {1}")]
+    DeviceUnavailable(String, String),
+    #[error("invalid dtype {0:?}: expected \"f32\", \"f16\" or \"bf16\"")]
+    DtypeSyntax(String),
+    #[error("libtorch failed: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// One input could not be turned into model input; the request that carried it fails alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("image is empty")]
+    EmptyImage,
+    #[error("image is {size} bytes; the limit is {limit}")]
+    ImageTooLarge { size: usize, limit: usize },
+    #[error("unsupported image format; supported: JPEG, PNG, WebP, GIF, BMP, TIFF")]
+    UnsupportedFormat,
+    #[error("image is {width}x{height} pixels; the limit is {limit} pixels")]
+    TooManyPixels { width: u32, height: u32, limit: u64 },
+    #[error("image has zero width or height")]
+    ZeroSized,
+    #[error("cannot decode image: {0}")]
+    Decode(String),
+    #[error("text is {size} bytes; the limit is {limit}")]
+    TextTooLong { size: usize, limit: usize },
+    #[error("cannot tokenize text: {0}")]
+    Tokenize(String),
+}

@@ -1,0 +1,6 @@
+//! clipd: OpenAI's CLIP on libtorch, served over gRPC.
+
+pub mod clip;
+pub mod error;
+pub mod model;
+pub mod preprocess;

@@ -1,0 +1,160 @@
+//! The transformer blocks shared by CLIP's text and vision towers, with Hugging Face's names.
+
+use tch::nn::{self, Module};
+use tch::Tensor;
+
+use super::config::Activation;
+
+impl Activation {
+    pub fn apply(self, xs: &Tensor) -> Tensor {
+        match self {
+            Activation::QuickGelu => xs * (xs * 1.702).sigmoid(),
+            Activation::Gelu => xs.gelu("none"),
+            Activation::GeluTanh => xs.gelu("tanh"),
+            Activation::Relu => xs.relu(),
+        }
+    }
+}
+
+/// The shape of one encoder stack.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderShape {
+    pub hidden_size: i64,
+    pub intermediate_size: i64,
+    pub num_layers: i64,
+    pub num_heads: i64,
+    pub activation: Activation,
+    pub layer_norm_eps: f64,
+    /// Text attends only to earlier tokens; vision attends everywhere.
+    pub causal: bool,
+}
+
+pub fn layer_norm(vs: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
+    let config = nn::LayerNormConfig {
+        eps,
+        ..Default::default()
+    };
+    nn::layer_norm(vs, vec![dim], config)
+}
+
+#[derive(Debug)]
+struct SelfAttention {
+    q_proj: nn::Linear,
+    k_proj: nn::Linear,
+    v_proj: nn::Linear,
+    out_proj: nn::Linear,
+    num_heads: i64,
+    causal: bool,
+}
+
+impl SelfAttention {
+    fn new(vs: nn::Path, shape: &EncoderShape) -> Self {
+        let d = shape.hidden_size;
+        let linear = |name: &str| nn::linear(&vs / name, d, d, Default::default());
+        Self {
+            q_proj: linear("q_proj"),
+            k_proj: linear("k_proj"),
+            v_proj: linear("v_proj"),
+            out_proj: linear("out_proj"),
+            num_heads: shape.num_heads,
+            causal: shape.causal,
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let (batch, len, dim) = xs
+            .size3()
+            .expect("encoder input is [batch, sequence, hidden]");
+        let heads = |proj: &nn::Linear| {
+            proj.forward(xs)
+                .view([batch, len, self.num_heads, dim / self.num_heads])
+                .transpose(1, 2)
+        };
+        // libtorch picks the fused kernel (flash / memory-efficient / CPU flash) for the device;
+        // the default scale is head_dim^-0.5 as in CLIP.
+        let attended = Tensor::scaled_dot_product_attention(
+            &heads(&self.q_proj),
+            &heads(&self.k_proj),
+            &heads(&self.v_proj),
+            None::<Tensor>,
+            0.0,
+            self.causal,
+            None,
+            false,
+        );
+        self.out_proj
+            .forward(&attended.transpose(1, 2).reshape([batch, len, dim]))
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+    activation: Activation,
+}
+
+impl Mlp {
+    fn new(vs: nn::Path, shape: &EncoderShape) -> Self {
+        let (d, i) = (shape.hidden_size, shape.intermediate_size);
+        Self {
+            fc1: nn::linear(&vs / "fc1", d, i, Default::default()),
+            fc2: nn::linear(&vs / "fc2", i, d, Default::default()),
+            activation: shape.activation,
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        self.fc2
+            .forward(&self.activation.apply(&self.fc1.forward(xs)))
+    }
+}
+
+#[derive(Debug)]
+struct EncoderLayer {
+    self_attn: SelfAttention,
+    layer_norm1: nn::LayerNorm,
+    mlp: Mlp,
+    layer_norm2: nn::LayerNorm,
+}
+
+impl EncoderLayer {
+    fn new(vs: nn::Path, shape: &EncoderShape) -> Self {
+        let ln = |name: &str| layer_norm(&vs / name, shape.hidden_size, shape.layer_norm_eps);
+        Self {
+            self_attn: SelfAttention::new(&vs / "self_attn", shape),
+            layer_norm1: ln("layer_norm1"),
+            mlp: Mlp::new(&vs / "mlp", shape),
+            layer_norm2: ln("layer_norm2"),
+        }
+    }
+
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let xs = xs + self.self_attn.forward(&self.layer_norm1.forward(xs));
+        &xs + self.mlp.forward(&self.layer_norm2.forward(&xs))
+    }
+}
+
+/// `encoder.layers.N.*`: pre-norm transformer layers.
+#[derive(Debug)]
+pub struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+impl Encoder {
+    pub fn new(vs: nn::Path, shape: &EncoderShape) -> Self {
+        let layers_vs = &vs / "layers";
+        let layers = (0..shape.num_layers)
+            .map(|i| EncoderLayer::new(&layers_vs / i, shape))
+            .collect();
+        Self { layers }
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Tensor {
+        let mut xs = xs.shallow_clone();
+        for layer in &self.layers {
+            xs = layer.forward(&xs);
+        }
+        xs
+    }
+}

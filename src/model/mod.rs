@@ -1,0 +1,132 @@
+//! CLIP in tch, mirroring Hugging Face's `CLIPModel` module by module and name by name.
+
+pub mod config;
+mod layers;
+pub mod options;
+mod text;
+mod vision;
+mod weights;
+
+use std::path::Path;
+
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub use options::{DeviceSpec, Dtype, ModelOptions};
+pub use text::TextTransformer;
+pub use vision::VisionTransformer;
+
+use crate::error::ModelError;
+
+/// CLIP's two towers and their projections into the shared embedding space.
+#[derive(Debug)]
+pub struct ClipModel {
+    pub text_model: TextTransformer,
+    pub vision_model: VisionTransformer,
+    text_projection: nn::Linear,
+    visual_projection: nn::Linear,
+    pub logit_scale: Tensor,
+    config: ClipConfig,
+}
+
+impl ClipModel {
+    /// Builds the modules under `vs` with fresh (random) weights.
+    pub fn new(vs: &nn::Path, config: &ClipConfig) -> Self {
+        let no_bias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        let p = config.projection_dim;
+        Self {
+            text_model: TextTransformer::new(vs / "text_model", &config.text),
+            vision_model: VisionTransformer::new(vs / "vision_model", &config.vision),
+            text_projection: nn::linear(
+                vs / "text_projection",
+                config.text.hidden_size,
+                p,
+                no_bias,
+            ),
+            visual_projection: nn::linear(
+                vs / "visual_projection",
+                config.vision.hidden_size,
+                p,
+                no_bias,
+            ),
+            // CLIP's initial temperature: ln(1 / 0.07).
+            logit_scale: vs.var("logit_scale", &[], nn::Init::Const((1.0f64 / 0.07).ln())),
+            config: config.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// Projected, unnormalised text features for `[batch, len]` token ids on the model's device.
+    pub fn text_features(&self, input_ids: &Tensor) -> Tensor {
+        self.text_projection
+            .forward(&self.text_model.forward(input_ids))
+    }
+
+    /// Projected, unnormalised image features for `[batch, 3, size, size]` pixels.
+    pub fn image_features(&self, pixel_values: &Tensor) -> Tensor {
+        self.visual_projection
+            .forward(&self.vision_model.forward(pixel_values))
+    }
+}
+
+/// A `ClipModel` loaded for inference: owns its weights, frozen, on one device in one dtype.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub model: ClipModel,
+    pub vs: nn::VarStore,
+    pub device: Device,
+    pub dtype: Dtype,
+}
+
+impl LoadedModel {
+    pub fn load(
+        config: &ClipConfig,
+        weights: &Path,
+        options: &ModelOptions,
+    ) -> Result<Self, ModelError> {
+        let device = options.device.resolve()?;
+        let mut vs = nn::VarStore::new(device);
+        let model = ClipModel::new(&vs.root(), config);
+        weights::load_strict(&mut vs, weights)?;
+        vs.set_kind(options.dtype.kind());
+        vs.freeze();
+        Ok(Self {
+            model,
+            vs,
+            device,
+            dtype: options.dtype,
+        })
+    }
+
+    /// L2-normalised f32 text embeddings, `[batch, projection_dim]`, on the CPU.
+    pub fn embed_text(&self, input_ids: &Tensor) -> Tensor {
+        tch::no_grad(|| l2_normalize(&self.model.text_features(&input_ids.to_device(self.device))))
+    }
+
+    /// L2-normalised f32 image embeddings, `[batch, projection_dim]`, on the CPU.
+    /// `pixel_values` is f32; it is cast to the model's dtype on the device.
+    pub fn embed_image(&self, pixel_values: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let pixels = pixel_values
+                .to_device(self.device)
+                .to_kind(self.dtype.kind());
+            l2_normalize(&self.model.image_features(&pixels))
+        })
+    }
+}
+
+/// Normalises in f32 whatever the compute dtype, and returns the result on the CPU.
+fn l2_normalize(features: &Tensor) -> Tensor {
+    let features = features.to_kind(Kind::Float);
+    let norm = features
+        .norm_scalaropt_dim(2, [-1i64].as_slice(), true)
+        .clamp_min(1e-12);
+    (features / norm).to_device(Device::Cpu)
+}

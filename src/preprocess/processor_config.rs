@@ -1,0 +1,174 @@
+//! `preprocessor_config.json` of a `CLIPImageProcessor`, read as `transformers` reads it: `size`
+//! and `crop_size` may be plain integers (older checkpoints) or objects (newer ones).
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::ModelError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resize {
+    /// Scale so that the shorter edge has this length, keeping the aspect ratio.
+    ShortestEdge(u32),
+    /// Scale to exactly this size.
+    Exact { height: u32, width: u32 },
+}
+
+/// The steps of the image pipeline, with the checkpoint's constants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessorConfig {
+    pub resize: Option<Resize>,
+    pub center_crop: Option<(u32, u32)>,
+    pub rescale_factor: Option<f64>,
+    pub mean_std: Option<([f32; 3], [f32; 3])>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeField {
+    Square(u32),
+    Map {
+        shortest_edge: Option<u32>,
+        height: Option<u32>,
+        width: Option<u32>,
+    },
+}
+
+const BICUBIC: u32 = 3;
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    #[serde(default = "default_true")]
+    do_resize: bool,
+    size: Option<SizeField>,
+    resample: Option<u32>,
+    #[serde(default = "default_true")]
+    do_center_crop: bool,
+    crop_size: Option<SizeField>,
+    #[serde(default = "default_true")]
+    do_rescale: bool,
+    rescale_factor: Option<f64>,
+    #[serde(default = "default_true")]
+    do_normalize: bool,
+    image_mean: Option<Vec<f32>>,
+    image_std: Option<Vec<f32>>,
+}
+
+/// CLIP's published normalisation constants, `CLIPImageProcessor`'s defaults.
+const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+
+fn three(values: Option<Vec<f32>>, key: &str, default: [f32; 3]) -> Result<[f32; 3], String> {
+    match values {
+        None => Ok(default),
+        Some(v) => <[f32; 3]>::try_from(v.as_slice())
+            .map_err(|_| format!("{key} must have 3 values (R, G, B), got {}", v.len())),
+    }
+}
+
+impl ProcessorConfig {
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|reason| ModelError::Config {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        let raw: RawConfig = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        if let Some(resample) = raw.resample {
+            if resample != BICUBIC {
+                return Err(format!(
+                    "resample is {resample}; clipd implements Pillow's bicubic filter (3), which \
+                     every CLIP checkpoint uses"
+                ));
+            }
+        }
+        let resize = match (raw.do_resize, raw.size.unwrap_or(SizeField::Square(224))) {
+            (false, _) => None,
+            (true, SizeField::Square(s)) => Some(Resize::ShortestEdge(s)),
+            (
+                true,
+                SizeField::Map {
+                    shortest_edge: Some(s),
+                    ..
+                },
+            ) => Some(Resize::ShortestEdge(s)),
+            (
+                true,
+                SizeField::Map {
+                    height: Some(height),
+                    width: Some(width),
+                    ..
+                },
+            ) => Some(Resize::Exact { height, width }),
+            (true, SizeField::Map { .. }) => {
+                return Err("size needs shortest_edge, or height and width".into())
+            }
+        };
+        let center_crop = match (
+            raw.do_center_crop,
+            raw.crop_size.unwrap_or(SizeField::Square(224)),
+        ) {
+            (false, _) => None,
+            (true, SizeField::Square(s)) => Some((s, s)),
+            (
+                true,
+                SizeField::Map {
+                    height: Some(h),
+                    width: Some(w),
+                    ..
+                },
+            ) => Some((h, w)),
+            (true, SizeField::Map { .. }) => return Err("crop_size needs height and width".into()),
+        };
+        let mean_std = if raw.do_normalize {
+            let mean = three(raw.image_mean, "image_mean", OPENAI_CLIP_MEAN)?;
+            let std = three(raw.image_std, "image_std", OPENAI_CLIP_STD)?;
+            if std.iter().any(|&s| s == 0.0 || !s.is_finite()) {
+                return Err(format!(
+                    "image_std must be finite and non-zero, got {std:?}"
+                ));
+            }
+            Some((mean, std))
+        } else {
+            None
+        };
+        let config = Self {
+            resize,
+            center_crop,
+            rescale_factor: raw
+                .do_rescale
+                .then(|| raw.rescale_factor.unwrap_or(1.0 / 255.0)),
+            mean_std,
+        };
+        if matches!(
+            config.resize,
+            Some(Resize::ShortestEdge(0))
+                | Some(Resize::Exact { height: 0, .. })
+                | Some(Resize::Exact { width: 0, .. })
+        ) || matches!(config.center_crop, Some((0, _)) | Some((_, 0)))
+        {
+            return Err("size and crop_size must be positive".into());
+        }
+        Ok(config)
+    }
+
+    /// The (height, width) of every processed image, when the pipeline fixes it.
+    pub fn output_size(&self) -> Option<(u32, u32)> {
+        match (self.center_crop, self.resize) {
+            (Some(crop), _) => Some(crop),
+            (None, Some(Resize::Exact { height, width })) => Some((height, width)),
+            _ => None,
+        }
+    }
+}
