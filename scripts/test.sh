@@ -5,4 +5,5 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 cargo fmt --check
-cargo test --release "$@"
+# --lib --bins --tests: everything but doc-tests (there are none) and the benchmarks.
+cargo test --release --lib --bins --tests "$@"

@@ -67,6 +67,15 @@ impl Clip {
         limits: &InputLimits,
     ) -> Result<Self, ModelError> {
         let files = ModelFiles::in_dir(dir);
+        if !files.weights.is_file() && dir.join("pytorch_model.bin").is_file() {
+            return Err(ModelError::Weights {
+                path: files.weights.clone(),
+                reason: "not found; this checkpoint has only pytorch_model.bin (pickle), which \
+                         clipd does not load: convert it with transformers \
+                         (save_pretrained(..., safe_serialization=True))"
+                    .into(),
+            });
+        }
         for path in [
             &files.config,
             &files.weights,

@@ -51,6 +51,9 @@ struct EmbedArgs {
     /// An image file to embed (JPEG, PNG, WebP, GIF, BMP or TIFF); repeat for more.
     #[arg(long, value_name = "PATH")]
     image: Vec<PathBuf>,
+    /// Inputs per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
 }
 
 fn load(args: &ModelArgs) -> anyhow::Result<Clip> {
@@ -77,10 +80,16 @@ fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
         .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let clip = load(&args.model)?;
+    let batch = args.batch_size.max(1);
     let texts: Vec<&str> = args.text.iter().map(String::as_str).collect();
-    let text = clip
-        .embed_texts(&texts)
-        .map_err(|(i, e)| anyhow::anyhow!("--text #{} ({:?}): {e}", i + 1, texts[i]))?;
+    let mut text = Vec::with_capacity(texts.len());
+    for (c, chunk) in texts.chunks(batch).enumerate() {
+        let embedded = clip.embed_texts(chunk).map_err(|(i, e)| {
+            let i = c * batch + i;
+            anyhow::anyhow!("--text #{} ({:?}): {e}", i + 1, texts[i])
+        })?;
+        text.extend(embedded);
+    }
     for (i, _) in text.iter().enumerate().filter(|(_, t)| t.truncated) {
         tracing::warn!(
             "--text #{} was cut to the model's {} tokens",
@@ -89,9 +98,13 @@ fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
         );
     }
     let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
-    let image = clip
-        .embed_images(&refs)
-        .map_err(|(i, e)| anyhow::anyhow!("--image {}: {e}", args.image[i].display()))?;
+    let mut image = Vec::with_capacity(refs.len());
+    for (c, chunk) in refs.chunks(batch).enumerate() {
+        let embedded = clip.embed_images(chunk).map_err(|(i, e)| {
+            anyhow::anyhow!("--image {}: {e}", args.image[c * batch + i].display())
+        })?;
+        image.extend(embedded);
+    }
     let output = serde_json::json!({
         "model": clip.name,
         "dim": clip.dim(),

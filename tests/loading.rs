@@ -189,7 +189,10 @@ fn several_missing_tensors_are_all_named() {
 fn unexpected_tensor_is_named() {
     let model = TempModel::copy_of("tiny-a", "unexpected");
     let mut tensors = model.tensors();
-    tensors.push(("vision_model.extra.weight".into(), Tensor::ones([4, 4], (Kind::Float, tch::Device::Cpu))));
+    tensors.push((
+        "vision_model.extra.weight".into(),
+        Tensor::ones([4, 4], (Kind::Float, tch::Device::Cpu)),
+    ));
     model.write_tensors(&tensors);
     let error = load_err(&model.dir);
     assert!(
@@ -211,7 +214,13 @@ fn misshaped_tensor_is_named_with_both_shapes() {
         .1
         .size();
     assert_eq!(original, vec![24, 32], "tiny-a's {name} changed");
-    model.map_tensors(|n, t| Some(if n == name { t.narrow(1, 0, 31).contiguous() } else { t }));
+    model.map_tensors(|n, t| {
+        Some(if n == name {
+            t.narrow(1, 0, 31).contiguous()
+        } else {
+            t
+        })
+    });
     let error = load_err(&model.dir);
     match &error {
         ModelError::TensorShape {
@@ -271,11 +280,7 @@ fn stale_position_ids_buffers_are_ignored() {
             ));
         }
         model.write_tensors(&tensors);
-        assert_same_embeddings(
-            &embeddings(&load(&model.dir)),
-            &embeddings(&clip),
-            fixture,
-        );
+        assert_same_embeddings(&embeddings(&load(&model.dir)), &embeddings(&clip), fixture);
     }
 }
 
@@ -511,7 +516,10 @@ fn each_missing_file_is_named() {
         let model = TempModel::copy_of("tiny-b", "missing-file");
         std::fs::remove_file(model.path(file)).unwrap();
         let error = load_err(&model.dir);
-        assert!(matches!(error, ModelError::Read { .. }), "{file}: {error:?}");
+        assert!(
+            matches!(error, ModelError::Read { .. }),
+            "{file}: {error:?}"
+        );
         assert_mentions(&error, &[model.path(file).to_str().unwrap()]);
     }
 }
@@ -586,9 +594,14 @@ fn device_specs_parse() {
     for spec in [DeviceSpec::Auto, DeviceSpec::Cpu, DeviceSpec::Cuda(2)] {
         assert_eq!(spec.to_string().parse::<DeviceSpec>().unwrap(), spec);
     }
-    for bad in ["", "tpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1:2", "cpu0", "mps"] {
+    for bad in [
+        "", "tpu", "cuda:", "cuda:x", "cuda:-1", "cuda:1:2", "cpu0", "mps",
+    ] {
         let error = bad.parse::<DeviceSpec>().unwrap_err();
-        assert!(matches!(error, ModelError::DeviceSyntax(_)), "{bad:?}: {error:?}");
+        assert!(
+            matches!(error, ModelError::DeviceSyntax(_)),
+            "{bad:?}: {error:?}"
+        );
         assert_mentions(&error, &[&format!("{bad:?}")]);
     }
 }
@@ -613,7 +626,10 @@ fn dtypes_parse() {
     assert_eq!(Dtype::Bf16.kind(), Kind::BFloat16);
     for bad in ["", "f64", "int8", "b16", "float"] {
         let error = bad.parse::<Dtype>().unwrap_err();
-        assert!(matches!(error, ModelError::DtypeSyntax(_)), "{bad:?}: {error:?}");
+        assert!(
+            matches!(error, ModelError::DtypeSyntax(_)),
+            "{bad:?}: {error:?}"
+        );
         assert_mentions(&error, &[&format!("{bad:?}")]);
     }
 }

@@ -42,24 +42,20 @@ pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<(), ModelError> {
         .collect();
     let variables = vs.variables();
 
-    let missing: BTreeSet<&String> = variables
-        .keys()
-        .filter(|k| !tensors.contains_key(*k))
-        .collect();
-    if !missing.is_empty() {
+    let absent_from = |names: Vec<&String>, other: &dyn Fn(&String) -> bool| -> Option<String> {
+        let absent: BTreeSet<&String> = names.into_iter().filter(|n| !other(n)).collect();
+        (!absent.is_empty()).then(|| list_names(absent))
+    };
+    if let Some(names) = absent_from(variables.keys().collect(), &|n| tensors.contains_key(n)) {
         return Err(ModelError::MissingTensors {
             path: path.to_owned(),
-            names: list_names(missing),
+            names,
         });
     }
-    let unexpected: BTreeSet<&String> = tensors
-        .keys()
-        .filter(|k| !variables.contains_key(*k))
-        .collect();
-    if !unexpected.is_empty() {
+    if let Some(names) = absent_from(tensors.keys().collect(), &|n| variables.contains_key(n)) {
         return Err(ModelError::UnexpectedTensors {
             path: path.to_owned(),
-            names: list_names(unexpected),
+            names,
         });
     }
 

@@ -6,6 +6,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
+use super::jpeg_end;
 use super::processor_config::{ProcessorConfig, Resize};
 use super::resample::{resize_bicubic, Rgb8};
 use crate::error::InputError;
@@ -54,6 +55,11 @@ pub fn decode_rgb(bytes: &[u8], limits: &ImageLimits) -> Result<Rgb8, InputError
         .with_guessed_format()
         .map_err(|e| InputError::Decode(e.to_string()))?;
     match reader.format() {
+        Some(ImageFormat::Jpeg) if !jpeg_end::is_complete(bytes) => {
+            return Err(InputError::Decode(
+                "truncated JPEG: the data ends before the end-of-image marker".into(),
+            ))
+        }
         Some(format) if SUPPORTED.contains(&format) => {}
         _ => return Err(InputError::UnsupportedFormat),
     }

@@ -1,6 +1,7 @@
 //! Turning user inputs into model inputs: text to token ids, image bytes to pixels.
 
 pub mod image;
+mod jpeg_end;
 pub mod processor_config;
 pub mod resample;
 pub mod text;

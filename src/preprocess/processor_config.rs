@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::ModelError;
+use crate::model::config::read_json_file;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resize {
@@ -59,13 +60,14 @@ struct RawConfig {
     image_std: Option<Vec<f32>>,
 }
 
-/// CLIP's published normalisation constants, `CLIPImageProcessor`'s defaults.
-const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+/// CLIP's published normalisation constants, `CLIPImageProcessor`'s defaults; f64 like Python's
+/// floats, rounded to f32 as numpy does.
+const OPENAI_CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const OPENAI_CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
-fn three(values: Option<Vec<f32>>, key: &str, default: [f32; 3]) -> Result<[f32; 3], String> {
+fn three(values: Option<Vec<f32>>, key: &str, default: [f64; 3]) -> Result<[f32; 3], String> {
     match values {
-        None => Ok(default),
+        None => Ok(default.map(|v| v as f32)),
         Some(v) => <[f32; 3]>::try_from(v.as_slice())
             .map_err(|_| format!("{key} must have 3 values (R, G, B), got {}", v.len())),
     }
@@ -73,14 +75,7 @@ fn three(values: Option<Vec<f32>>, key: &str, default: [f32; 3]) -> Result<[f32;
 
 impl ProcessorConfig {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_json(&text).map_err(|reason| ModelError::Config {
-            path: path.to_owned(),
-            reason,
-        })
+        read_json_file(path, Self::from_json)
     }
 
     pub fn from_json(json: &str) -> Result<Self, String> {
