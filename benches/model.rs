@@ -1,36 +1,34 @@
-//! clipd's CLIP forward throughput (images/s, texts/s) at several batch sizes and dtypes, on
-//! preprocessed inputs. Run through scripts/bench-model.sh, which runs transformers on the same
-//! checkpoint, inputs and thread count (benches/reference/model_throughput.py) and prints ratios.
+//! clipd's CLIP forward throughput on preprocessed inputs, the clipd side of
+//! scripts/bench-model.sh (benches/reference/compare.py drives it next to transformers).
 //!
-//! cargo bench --bench model -- --model DIR --threads N [--batches 1,8,32] [--dtypes f32,bf16]
-//!     [--device cpu] [--min-seconds 3] [--min-iters 3]
+//! cargo bench --bench model -- --model DIR --threads N [--dtypes f32,bf16] [--device cpu]
+//!
+//! Loads the checkpoint once per dtype, prints one JSON line (with the lowest cosine between each
+//! reduced-precision dtype's embeddings and f32's), then answers each stdin line
+//! "DTYPE MODALITY BATCH SECONDS" with a JSON line holding items_per_s.
 
+use std::collections::HashMap;
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clipd::model::{ClipConfig, DeviceSpec, Dtype, LoadedModel, ModelOptions};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 struct Args {
     model: PathBuf,
     threads: i32,
-    batches: Vec<i64>,
     dtypes: Vec<Dtype>,
     device: DeviceSpec,
-    min_time: Duration,
-    min_iters: u32,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         model: PathBuf::new(),
         threads: 0,
-        batches: vec![1, 8, 32],
         dtypes: vec![Dtype::F32, Dtype::Bf16],
         device: DeviceSpec::Cpu,
-        min_time: Duration::from_secs(3),
-        min_iters: 3,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -41,15 +39,10 @@ fn parse_args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--model" => args.model = value.into(),
             "--threads" => args.threads = value.parse()?,
-            "--batches" => {
-                args.batches = value.split(',').map(str::parse).collect::<Result<_, _>>()?
-            }
             "--dtypes" => {
                 args.dtypes = value.split(',').map(str::parse).collect::<Result<_, _>>()?
             }
             "--device" => args.device = value.parse()?,
-            "--min-seconds" => args.min_time = Duration::from_secs_f64(value.parse()?),
-            "--min-iters" => args.min_iters = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -59,7 +52,7 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-/// Same as benches/reference/inputs.py.
+/// Same as benches/reference/inputs.py: 16 tokens per text.
 fn bench_token_ids(batch: i64) -> Tensor {
     let ids: Vec<i64> = (0..batch)
         .flat_map(|i| {
@@ -71,11 +64,11 @@ fn bench_token_ids(batch: i64) -> Tensor {
     Tensor::from_slice(&ids).view([batch, 16])
 }
 
+/// Same as benches/reference/inputs.py: a pattern in CLIP's normalised range.
 fn bench_pixels(batch: i64, size: i64) -> Tensor {
-    let i = Tensor::arange(batch, (Kind::Int64, tch::Device::Cpu)).view([-1, 1, 1, 1]);
-    let c = Tensor::arange(3, (Kind::Int64, tch::Device::Cpu)).view([1, -1, 1, 1]);
-    let y = Tensor::arange(size, (Kind::Int64, tch::Device::Cpu)).view([1, 1, -1, 1]);
-    let x = Tensor::arange(size, (Kind::Int64, tch::Device::Cpu)).view([1, 1, 1, -1]);
+    let range = |n: i64, shape: [i64; 4]| Tensor::arange(n, (Kind::Int64, Device::Cpu)).view(shape);
+    let (i, c) = (range(batch, [-1, 1, 1, 1]), range(3, [1, -1, 1, 1]));
+    let (y, x) = (range(size, [1, 1, -1, 1]), range(size, [1, 1, 1, -1]));
     (i * 31 + c * 17 + y * 7 + x * 3)
         .remainder(97)
         .to_kind(Kind::Float)
@@ -84,15 +77,23 @@ fn bench_pixels(batch: i64, size: i64) -> Tensor {
 }
 
 /// Seconds per call: two warm-up calls, then calls until both minimums are reached.
-fn measure(args: &Args, mut f: impl FnMut()) -> f64 {
+fn measure(min_time: Duration, mut f: impl FnMut()) -> f64 {
     f();
     f();
     let (start, mut n) = (Instant::now(), 0u32);
-    while n < args.min_iters || start.elapsed() < args.min_time {
+    while n < 3 || start.elapsed() < min_time {
         f();
         n += 1;
     }
     start.elapsed().as_secs_f64() / f64::from(n)
+}
+
+/// Rows are unit vectors, so the row-wise dot product is the cosine.
+fn min_cosine(a: &Tensor, b: &Tensor) -> f64 {
+    (a * b)
+        .sum_dim_intlist(-1, false, Kind::Float)
+        .min()
+        .double_value(&[])
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,55 +103,69 @@ fn main() -> anyhow::Result<()> {
     }
     let config = ClipConfig::from_file(&args.model.join("config.json"))?;
     let weights = args.model.join("model.safetensors");
-    let check_pixels = bench_pixels(8, config.vision.image_size);
-    let check_ids = bench_token_ids(8);
-    let mut f32_embeddings: Option<(Tensor, Tensor)> = None;
+    let mut models = HashMap::new();
     for &dtype in &args.dtypes {
         let options = ModelOptions {
             device: args.device,
             dtype,
         };
-        let model = LoadedModel::load(&config, &weights, &options)?;
-        let embeddings = (
-            model.embed_image(&check_pixels),
-            model.embed_text(&check_ids),
+        models.insert(
+            dtype.to_string(),
+            LoadedModel::load(&config, &weights, &options)?,
         );
-        match (&f32_embeddings, dtype) {
-            (None, Dtype::F32) => f32_embeddings = Some(embeddings),
-            (Some((image, text)), _) => {
-                // Rows are unit vectors: the row-wise dot product is the cosine.
-                let min_cosine = |a: &Tensor, b: &Tensor| {
-                    (a * b)
-                        .sum_dim_intlist(-1, false, Kind::Float)
-                        .min()
-                        .double_value(&[])
-                };
-                println!(
-                    "{}",
-                    serde_json::json!({"impl": "clipd", "dtype": dtype.to_string(),
-                        "min_cosine_vs_f32": {"image": min_cosine(image, &embeddings.0),
-                                              "text": min_cosine(text, &embeddings.1)}})
-                );
-            }
-            (None, _) => {}
+    }
+
+    let (check_pixels, check_ids) = (
+        bench_pixels(8, config.vision.image_size),
+        bench_token_ids(8),
+    );
+    let mut cosines = serde_json::Map::new();
+    if let Some(f32_model) = models.get("f32") {
+        let reference = (
+            f32_model.embed_image(&check_pixels),
+            f32_model.embed_text(&check_ids),
+        );
+        for (name, model) in models.iter().filter(|(name, _)| *name != "f32") {
+            cosines.insert(
+                name.clone(),
+                serde_json::json!({
+                    "image": min_cosine(&reference.0, &model.embed_image(&check_pixels)),
+                    "text": min_cosine(&reference.1, &model.embed_text(&check_ids)),
+                }),
+            );
         }
-        for &batch in &args.batches {
-            let pixels = bench_pixels(batch, config.vision.image_size);
-            let ids = bench_token_ids(batch);
-            for modality in ["image", "text"] {
-                let secs = measure(&args, || {
-                    let _ = match modality {
-                        "image" => model.embed_image(&pixels),
-                        _ => model.embed_text(&ids),
-                    };
-                });
-                println!(
-                    "{}",
-                    serde_json::json!({"impl": "clipd", "dtype": dtype.to_string(),
-                        "modality": modality, "batch": batch, "items_per_s": batch as f64 / secs})
-                );
+    }
+    println!(
+        "{}",
+        serde_json::json!({"ready": "clipd", "min_cosine_vs_f32": cosines})
+    );
+
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [dtype, modality, batch, seconds] = fields[..] else {
+            bail!("expected \"DTYPE MODALITY BATCH SECONDS\", got {line:?}");
+        };
+        let model = models
+            .get(dtype)
+            .with_context(|| format!("dtype {dtype} not loaded"))?;
+        let batch: i64 = batch.parse()?;
+        let min_time = Duration::from_secs_f64(seconds.parse()?);
+        let secs = match modality {
+            "image" => {
+                let pixels = bench_pixels(batch, config.vision.image_size);
+                measure(min_time, || drop(model.embed_image(&pixels)))
             }
-        }
+            "text" => {
+                let ids = bench_token_ids(batch);
+                measure(min_time, || drop(model.embed_text(&ids)))
+            }
+            other => bail!("unknown modality {other}"),
+        };
+        println!(
+            "{}",
+            serde_json::json!({"items_per_s": batch as f64 / secs})
+        );
     }
     Ok(())
 }
