@@ -16,7 +16,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-installed="$("$venv/bin/python" -m pip show torch 2>/dev/null | sed -n 's/^Version: //p' | cut -d+ -f1)"
+installed="$("$venv/bin/python" -m pip show torch 2>/dev/null | sed -n 's/^Version: //p' | cut -d+ -f1 || true)"
 
 gpu=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
