@@ -236,6 +236,11 @@ def test_images() -> dict:
     imgs["progressive_400x300.jpg"] = encode(s(400, 300, 18), "JPEG", quality=85,
                                              progressive=True)
     imgs["grey_256x128.jpg"] = encode(s(256, 128, 19).convert("L"), "JPEG", quality=90)
+    imgs["cmyk_240x160.jpg"] = encode(s(240, 160, 29).convert("CMYK"), "JPEG", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° to display": neither PIL nor clipd applies it
+    imgs["exif_rotated_200x120.jpg"] = encode(s(200, 120, 30), "JPEG", quality=90, exif=exif)
+    imgs["rgba_lossy_180x120.webp"] = encode(rgba.resize((180, 120)), "WEBP", quality=80)
     imgs["lossy_300x300.webp"] = encode(s(300, 300, 20), "WEBP", quality=80)
     imgs["lossless_150x100.webp"] = encode(s(150, 100, 21), "WEBP", lossless=True)
     frames = [s(160, 120, 22 + i).quantize(128) for i in range(3)]
