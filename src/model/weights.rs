@@ -1,9 +1,10 @@
 //! Strict loading of `model.safetensors` into a `VarStore`: every variable must be in the file
 //! with the right shape, and every tensor in the file must be a variable.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
+use safetensors::{Dtype, SafeTensors};
 use tch::{nn::VarStore, Kind, Tensor};
 
 use crate::error::ModelError;
@@ -31,14 +32,44 @@ fn list_names<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
     listed
 }
 
-pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<(), ModelError> {
-    let tensors = Tensor::read_safetensors(path).map_err(|e| ModelError::Weights {
+/// The file's bytes, memory-mapped: tensors are converted one at a time into the variables, so the
+/// load needs the model's memory once (plus one tensor), not two or three times.
+fn map(path: &Path) -> Result<memmap2::Mmap, ModelError> {
+    let file = std::fs::File::open(path).map_err(|source| ModelError::Read {
         path: path.to_owned(),
-        reason: e.to_string(),
+        source,
     })?;
-    let tensors: HashMap<String, Tensor> = tensors
+    // SAFETY: the mapping is read-only and dropped before this function's caller returns; a
+    // checkpoint rewritten while it is being loaded is not supported (as with any loader that
+    // reads a file in pieces).
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn float_kind(dtype: Dtype) -> Option<Kind> {
+    match dtype {
+        Dtype::F32 => Some(Kind::Float),
+        Dtype::F16 => Some(Kind::Half),
+        Dtype::BF16 => Some(Kind::BFloat16),
+        Dtype::F64 => Some(Kind::Double),
+        _ => None,
+    }
+}
+
+pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<(), ModelError> {
+    let weights_error = |reason: String| ModelError::Weights {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = map(path)?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| weights_error(format!("{e:?}")))?;
+    let stored: HashSet<String> = file
+        .names()
         .into_iter()
-        .filter(|(name, _)| !is_ignored_buffer(name))
+        .filter(|name| !is_ignored_buffer(name))
+        .cloned()
         .collect();
     let variables = vs.variables();
 
@@ -46,13 +77,13 @@ pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<(), ModelError> {
         let absent: BTreeSet<&String> = names.into_iter().filter(|n| !other(n)).collect();
         (!absent.is_empty()).then(|| list_names(absent))
     };
-    if let Some(names) = absent_from(variables.keys().collect(), &|n| tensors.contains_key(n)) {
+    if let Some(names) = absent_from(variables.keys().collect(), &|n| stored.contains(n)) {
         return Err(ModelError::MissingTensors {
             path: path.to_owned(),
             names,
         });
     }
-    if let Some(names) = absent_from(tensors.keys().collect(), &|n| variables.contains_key(n)) {
+    if let Some(names) = absent_from(stored.iter().collect(), &|n| variables.contains_key(n)) {
         return Err(ModelError::UnexpectedTensors {
             path: path.to_owned(),
             names,
@@ -62,28 +93,30 @@ pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<(), ModelError> {
     let mut names: Vec<&String> = variables.keys().collect();
     names.sort();
     for name in names {
-        let (variable, stored) = (&variables[name], &tensors[name]);
-        if !matches!(
-            stored.kind(),
-            Kind::Float | Kind::Half | Kind::BFloat16 | Kind::Double
-        ) {
+        let view = file
+            .tensor(name)
+            .map_err(|e| weights_error(format!("{name}: {e:?}")))?;
+        let Some(kind) = float_kind(view.dtype()) else {
             return Err(ModelError::TensorKind {
                 path: path.to_owned(),
                 name: name.clone(),
-                kind: format!("{:?}", stored.kind()),
+                kind: format!("{:?}", view.dtype()),
             });
-        }
-        if variable.size() != stored.size() {
+        };
+        let variable = &variables[name];
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        if variable.size() != shape {
             return Err(ModelError::TensorShape {
                 path: path.to_owned(),
                 name: name.clone(),
                 expected: variable.size(),
-                found: stored.size(),
+                found: shape,
             });
         }
+        let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?;
         tch::no_grad(|| {
             let mut variable = variable.shallow_clone();
-            variable.f_copy_(stored)
+            variable.f_copy_(&tensor)
         })?;
     }
     Ok(())
