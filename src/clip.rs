@@ -107,6 +107,17 @@ impl Clip {
             config.text.max_position_embeddings as usize,
             limits.max_text_bytes,
         )?;
+        // A token id past the embedding table would abort inside libtorch at the first request.
+        if tokenizer.vocab_size() as i64 > config.text.vocab_size {
+            return Err(ModelError::Tokenizer {
+                path: files.tokenizer.clone(),
+                reason: format!(
+                    "it has {} tokens but the model's vocab_size is {}: they do not belong together",
+                    tokenizer.vocab_size(),
+                    config.text.vocab_size
+                ),
+            });
+        }
         let model = LoadedModel::load(&config, &files.weights, options)?;
         let name = dir
             .canonicalize()

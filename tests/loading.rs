@@ -633,3 +633,22 @@ fn dtypes_parse() {
         assert_mentions(&error, &[&format!("{bad:?}")]);
     }
 }
+
+#[test]
+fn a_tokenizer_larger_than_the_embedding_table_is_rejected() {
+    // A checkpoint whose token table is smaller than the tokenizer's vocabulary would index past
+    // the table at the first text; the pair is refused at load time instead.
+    let model = TempModel::copy_of("tiny-b", "vocab");
+    model.edit_json("config.json", |c| {
+        c["text_config"]["vocab_size"] = 1000.into()
+    });
+    model.map_tensors(|name, t| {
+        Some(if name == "text_model.embeddings.token_embedding.weight" {
+            t.narrow(0, 0, 1000).contiguous()
+        } else {
+            t
+        })
+    });
+    let error = load_err(&model.dir);
+    assert_mentions(&error, &["tokenizer.json", "1000", "49408"]);
+}

@@ -64,6 +64,11 @@ impl ClipTokenizer {
         self.context_length
     }
 
+    /// One more than the highest token id the tokenizer can produce, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
     pub fn encode(&self, text: &str) -> Result<TokenizedText, InputError> {
         if text.len() > self.max_text_bytes {
             return Err(InputError::TextTooLong {
