@@ -5,33 +5,48 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rustc-check-cfg=cfg(clipd_cuda_linked)");
     // torch-sys (links = "tch") exports the libtorch library folder it linked against.
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         return;
     };
-    let lib = PathBuf::from(lib);
+    // .libtorch is a link into the virtualenv: resolve it, or the wheel's sibling folders (where
+    // the CUDA libraries live) are looked for beside the link instead.
+    let lib = std::fs::canonicalize(&lib).unwrap_or_else(|_| PathBuf::from(&lib));
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if cuda_usable(&lib) {
+    let nvidia = lib
+        .parent()
+        .and_then(Path::parent)
+        .map(|site| site.join("nvidia"));
+    // Installing the CUDA libraries later must relink.
+    println!(
+        "cargo:rerun-if-changed={}",
+        lib.join("libtorch_cuda.so").display()
+    );
+    if let Some(nvidia) = &nvidia {
+        println!("cargo:rerun-if-changed={}", nvidia.display());
+    }
+    if cuda_usable(&lib, nvidia.as_deref()) {
         // Nothing in clipd calls into libtorch_cuda.so directly, so an `--as-needed` linker drops
         // it and CUDA is then silently unavailable (tch-rs #980): keep it.
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
         println!("cargo:rustc-cfg=clipd_cuda_linked");
     }
-    println!("cargo:rustc-check-cfg=cfg(clipd_cuda_linked)");
 }
 
 /// libtorch_cuda.so ships in every torch wheel, but loads only when the CUDA libraries it needs
-/// are installed too (the full `pip install torch`, or a CUDA build of libtorch).
-fn cuda_usable(lib: &Path) -> bool {
+/// are installed too (the full `pip install torch`, or a CUDA build of libtorch). scripts/setup.sh
+/// applies the same rule.
+fn cuda_usable(lib: &Path, nvidia: Option<&Path>) -> bool {
     if !lib.join("libtorch_cuda.so").exists() {
         return false;
     }
+    // The wheel's layout: site-packages/torch/lib and site-packages/nvidia/<pkg>/lib; a libtorch
+    // distribution keeps everything in lib/.
     let mut dirs = vec![lib.to_path_buf()];
-    // The wheel's layout: site-packages/torch/lib and site-packages/nvidia/<pkg>/lib.
-    if let Some(site) = lib.parent().and_then(Path::parent) {
-        if let Ok(entries) = std::fs::read_dir(site.join("nvidia")) {
-            dirs.extend(entries.flatten().map(|e| e.path().join("lib")));
-        }
+    if let Some(Ok(entries)) = nvidia.map(std::fs::read_dir) {
+        dirs.extend(entries.flatten().map(|e| e.path().join("lib")));
     }
     ["libcublas.so", "libcudnn.so"]
         .iter()

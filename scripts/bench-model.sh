@@ -10,6 +10,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 threads="$(nproc)" device=cpu dtypes=f32,bf16 batches=1,8,32 seconds=2 rounds=3
 while [ $# -gt 0 ]; do
+    [ $# -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }
     case "$1" in
         --threads) threads="$2" ;;
         --device) device="$2" ;;

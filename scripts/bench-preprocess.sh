@@ -10,14 +10,9 @@ out="$root/target/bench"
 mkdir -p "$out/photos"
 .venv-ref/bin/python benches/reference/make_photos.py "$out/photos"
 # openai/clip-vit-base-patch32's preprocessor_config.json: shortest edge and crop 224.
-model="$out/preprocess-224"
-mkdir -p "$model"
-cat > "$model/preprocessor_config.json" <<'JSON'
-{"crop_size": 224, "do_center_crop": true, "do_normalize": true, "do_resize": true,
- "feature_extractor_type": "CLIPFeatureExtractor",
- "image_mean": [0.48145466, 0.4578275, 0.40821073],
- "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "size": 224}
-JSON
+model="$out/vit-b-32"
+.venv-ref/bin/python benches/reference/make_checkpoint.py "$model" \
+    tests/fixtures/models/tokenizer/tokenizer.json --preprocessor-only
 photos=("$out"/photos/*)
 cargo bench --quiet --bench preprocess -- --model "$model" "${photos[@]}" | tee "$out/pre-clipd.jsonl"
 .venv-ref/bin/python benches/reference/preprocess_throughput.py --model "$model" "${photos[@]}" \

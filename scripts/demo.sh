@@ -5,6 +5,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
-cargo build --release --quiet
-exec target/release/clipd embed --model tests/fixtures/models/tiny-a \
+exec cargo run --release --quiet -- embed --model tests/fixtures/models/tiny-a \
     --text "a photo of a cat" --image tests/fixtures/images/rgb_640x480.png "$@"

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 use crate::error::{InputError, ModelError};
-use crate::model::{ClipConfig, LoadedModel, ModelOptions};
+use crate::model::{ClipConfig, LoadedModel, ModelOptions, TextConfig};
 use crate::preprocess::{
     ClipTokenizer, ImageLimits, ImageProcessor, ProcessorConfig, TokenizedText,
 };
@@ -45,6 +45,39 @@ impl ModelFiles {
     }
 }
 
+/// A tokenizer and a text model that do not belong together fail at the first request (an id past
+/// the embedding table aborts inside libtorch) or, worse, pool at the wrong token: refuse them.
+fn check_tokenizer(tokenizer: &ClipTokenizer, text: &TextConfig) -> Result<(), String> {
+    let max_id = tokenizer.max_token_id();
+    if i64::from(max_id) >= text.vocab_size {
+        return Err(format!(
+            "token ids go up to {max_id}, past config.json's vocab_size {}",
+            text.vocab_size
+        ));
+    }
+    let last = tokenizer
+        .encode("")
+        .map_err(|e| e.to_string())?
+        .ids
+        .last()
+        .copied()
+        .unwrap_or(-1);
+    if text.legacy_eos_pooling() && last != i64::from(max_id) {
+        return Err(format!(
+            "config.json's eos_token_id 2 means pooling at the highest token id ({max_id}), but \
+             texts end with id {last}"
+        ));
+    }
+    if !text.legacy_eos_pooling() && last != text.eos_token_id {
+        return Err(format!(
+            "texts end with id {last}, but config.json's eos_token_id is {}: pooling would read \
+             the wrong token",
+            text.eos_token_id
+        ));
+    }
+    Ok(())
+}
+
 /// One text's embedding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextEmbedding {
@@ -76,30 +109,22 @@ impl Clip {
                     .into(),
             });
         }
-        for path in [
-            &files.config,
-            &files.weights,
-            &files.tokenizer,
-            &files.preprocessor,
-        ] {
-            if !path.is_file() {
-                return Err(ModelError::Read {
-                    path: path.clone(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-                });
-            }
-        }
         let config = ClipConfig::from_file(&files.config)?;
         let processor = ProcessorConfig::from_file(&files.preprocessor)?;
         let size = config.vision.image_size as u32;
         if processor.output_size() != Some((size, size)) {
             return Err(ModelError::Config {
                 path: files.preprocessor.clone(),
-                reason: format!(
-                    "the pipeline produces {:?} (height, width) images; the vision model takes \
-                     {size}x{size}",
-                    processor.output_size()
-                ),
+                reason: match processor.output_size() {
+                    Some((h, w)) => format!(
+                        "the pipeline produces {w}x{h} images (crop_size); the vision model \
+                         takes {size}x{size} (config.json's image_size)"
+                    ),
+                    None => format!(
+                        "the pipeline's output size varies (no crop_size); the vision model \
+                         takes {size}x{size}"
+                    ),
+                },
             });
         }
         let tokenizer = ClipTokenizer::from_file(
@@ -107,17 +132,10 @@ impl Clip {
             config.text.max_position_embeddings as usize,
             limits.max_text_bytes,
         )?;
-        // A token id past the embedding table would abort inside libtorch at the first request.
-        if tokenizer.vocab_size() as i64 > config.text.vocab_size {
-            return Err(ModelError::Tokenizer {
-                path: files.tokenizer.clone(),
-                reason: format!(
-                    "it has {} tokens but the model's vocab_size is {}: they do not belong together",
-                    tokenizer.vocab_size(),
-                    config.text.vocab_size
-                ),
-            });
-        }
+        check_tokenizer(&tokenizer, &config.text).map_err(|reason| ModelError::Tokenizer {
+            path: files.tokenizer.clone(),
+            reason,
+        })?;
         let model = LoadedModel::load(&config, &files.weights, options)?;
         let name = dir
             .canonicalize()

@@ -10,6 +10,11 @@ pub enum ModelError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {reason}")]
     Config { path: PathBuf, reason: String },
     #[error("{path}: cannot load the tokenizer: {reason}")]
@@ -39,6 +44,12 @@ pub enum ModelError {
     DeviceUnavailable(String, String),
     #[error("invalid dtype {0:?}: expected \"f32\", \"f16\" or \"bf16\"")]
     DtypeSyntax(String),
+    #[error("the model does not run on {device} in {dtype}: {message}")]
+    Warmup {
+        device: String,
+        dtype: String,
+        message: String,
+    },
     #[error("libtorch failed: {0}")]
     Torch(#[from] tch::TchError),
 }

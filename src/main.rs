@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use clipd::clip::{Clip, InputLimits};
+use clipd::demo::train::TrainSettings;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
 
 /// clipd: OpenAI's CLIP on libtorch. Embeds images and texts into one vector space.
@@ -21,6 +22,32 @@ enum Command {
     /// {"model": NAME, "dim": N, "text": [[...], ...], "image": [[...], ...]}, each list in the
     /// order given, every vector L2-normalised.
     Embed(EmbedArgs),
+    /// Train the demo CLIP on synthetic shapes (colours x shapes, with captions) and write it as a
+    /// Hugging Face checkpoint directory; prints the held-out evaluation as JSON to stdout.
+    TrainDemo(TrainDemoArgs),
+}
+
+#[derive(Args)]
+struct TrainDemoArgs {
+    /// Where to write the checkpoint.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The CLIP tokenizer.json to train with and ship.
+    #[arg(long, value_name = "PATH")]
+    tokenizer: PathBuf,
+    #[arg(long, default_value_t = TrainSettings::default().steps)]
+    steps: usize,
+    #[arg(long, default_value_t = TrainSettings::default().batch_size)]
+    batch_size: usize,
+    /// Peak learning rate (AdamW; linear warm-up, cosine decay).
+    #[arg(long, default_value_t = TrainSettings::default().learning_rate)]
+    learning_rate: f64,
+    /// Seeds the initial weights and the training pictures.
+    #[arg(long, default_value_t = TrainSettings::default().seed)]
+    seed: u64,
+    /// CPU threads for libtorch (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: i32,
 }
 
 #[derive(Args)]
@@ -73,11 +100,31 @@ fn load(args: &ModelArgs) -> anyhow::Result<Clip> {
     Ok(clip)
 }
 
+/// Reads at most one byte past `limit`, so that the image check reports an oversized file without
+/// the whole of it (or of a device such as /dev/zero) being read.
+fn read_limited(path: &std::path::Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A text as quoted in an error: the first 60 characters.
+fn quote(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{:?}...", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
 fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
+    let limit = InputLimits::default().image.max_bytes;
     let images = args
         .image
         .iter()
-        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .map(|p| read_limited(p, limit).with_context(|| format!("cannot read {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let clip = load(&args.model)?;
     let batch = args.batch_size.max(1);
@@ -86,7 +133,7 @@ fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     for (c, chunk) in texts.chunks(batch).enumerate() {
         let embedded = clip.embed_texts(chunk).map_err(|(i, e)| {
             let i = c * batch + i;
-            anyhow::anyhow!("--text #{} ({:?}): {e}", i + 1, texts[i])
+            anyhow::anyhow!("--text #{} ({}): {e}", i + 1, quote(texts[i]))
         })?;
         text.extend(embedded);
     }
@@ -115,6 +162,32 @@ fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn train_demo(args: &TrainDemoArgs) -> anyhow::Result<()> {
+    if args.threads > 0 {
+        tch::set_num_threads(args.threads);
+    }
+    let settings = TrainSettings {
+        steps: args.steps,
+        batch_size: args.batch_size,
+        learning_rate: args.learning_rate,
+        seed: args.seed,
+        ..TrainSettings::default()
+    };
+    let start = std::time::Instant::now();
+    let report = clipd::demo::train_demo(&args.out, &args.tokenizer, settings, |step, loss| {
+        if (step + 1) % 50 == 0 || step == 0 {
+            tracing::info!(
+                step = step + 1,
+                loss = format!("{loss:.4}"),
+                elapsed_s = start.elapsed().as_secs(),
+                "training"
+            );
+        }
+    })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -126,6 +199,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Embed(args) => embed(args),
+        Command::TrainDemo(args) => train_demo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

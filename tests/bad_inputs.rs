@@ -487,3 +487,18 @@ fn control_characters_and_invalid_looking_text_tokenise() {
         assert!(e.values.iter().all(|x| x.is_finite()), "{text:?}");
     }
 }
+
+#[test]
+fn an_extreme_aspect_ratio_costs_only_the_crop() {
+    // 1 x 200,000 pixels: the shorter edge scaled to the model's size would make a resized
+    // picture of billions of pixels; only its centre crop is computed.
+    let checked = Checked::new(load());
+    let tall = image::RgbImage::from_fn(1, 200_000, |_, y| image::Rgb([(y % 251) as u8, 90, 200]));
+    let mut png = Vec::new();
+    tall.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let embedding = checked.clip.embed_images(&[&png]).unwrap().remove(0);
+    let norm: f32 = embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    checked.assert_still_works();
+}

@@ -308,3 +308,14 @@ fn help_exits_zero_and_mentions_model() {
         }
     }
 }
+
+#[test]
+fn an_image_file_over_the_byte_limit_is_named_without_reading_it_whole() {
+    let big = TempFile::new(
+        "big.png",
+        &vec![0u8; InputLimits::default().image.max_bytes + 10],
+    );
+    let output = embed_tiny(&["--device", "cpu", "--image", path_arg(&big.path)]);
+    let err = assert_fails(&output, "oversized image");
+    assert!(err.contains("big.png") && err.contains("limit"), "{err}");
+}

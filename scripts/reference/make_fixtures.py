@@ -231,6 +231,9 @@ def test_images() -> dict:
     imgs["p_transparent_150x210.png"] = encode(pt, "PNG", transparency=3)
     g16 = (np.random.default_rng(15).integers(0, 600, (90, 120))).astype(np.uint16)
     imgs["i16_120x90.png"] = encode(Image.fromarray(g16), "PNG")
+    g16t = g16.copy()
+    g16t[20:60, 30:90] = 77  # a block of the transparent value
+    imgs["i16_transparent_120x90.png"] = encode(Image.fromarray(g16t), "PNG", transparency=77)
     imgs["q90_444_320x240.jpg"] = encode(s(320, 240, 16), "JPEG", quality=90, subsampling=0)
     imgs["q75_420_333x251.jpg"] = encode(s(333, 251, 17), "JPEG", quality=75, subsampling=2)
     imgs["progressive_400x300.jpg"] = encode(s(400, 300, 18), "JPEG", quality=85,

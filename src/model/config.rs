@@ -4,12 +4,12 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 
 /// The activation named by `hidden_act`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Activation {
     #[serde(rename = "quick_gelu")]
     QuickGelu,
@@ -22,7 +22,7 @@ pub enum Activation {
     Relu,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct TextConfig {
     pub vocab_size: i64,
@@ -60,7 +60,7 @@ impl TextConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct VisionConfig {
     pub hidden_size: i64,
@@ -159,6 +159,45 @@ impl ClipConfig {
         Ok(config)
     }
 
+    /// The number of weights the model described has (what `model.safetensors` must hold).
+    pub fn parameter_count(&self) -> u64 {
+        let layer = |d: i64, i: i64| 4 * (d * d + d) + 2 * 2 * d + (d * i + i) + (i * d + d);
+        let (t, v) = (&self.text, &self.vision);
+        let text = t.vocab_size * t.hidden_size
+            + t.max_position_embeddings * t.hidden_size
+            + t.num_hidden_layers * layer(t.hidden_size, t.intermediate_size)
+            + 2 * t.hidden_size;
+        let vision = v.num_channels * v.patch_size * v.patch_size * v.hidden_size
+            + v.hidden_size
+            + (v.num_patches() + 1) * v.hidden_size
+            + v.num_hidden_layers * layer(v.hidden_size, v.intermediate_size)
+            + 2 * 2 * v.hidden_size;
+        let projections = (t.hidden_size + v.hidden_size) * self.projection_dim;
+        (text + vision + projections + 1) as u64
+    }
+
+    /// `config.json` as `transformers` writes it for a `CLIPModel` whose weights are `dtype`.
+    pub fn to_hf_json(&self, dtype: &str) -> serde_json::Value {
+        let with = |tower: serde_json::Value, model_type: &str| {
+            let mut tower = tower;
+            tower["model_type"] = model_type.into();
+            tower["projection_dim"] = self.projection_dim.into();
+            tower
+        };
+        let mut text = with(serde_json::json!(self.text), "clip_text_model");
+        text["bos_token_id"] = 49406.into();
+        text["pad_token_id"] = 49407.into();
+        serde_json::json!({
+            "architectures": ["CLIPModel"],
+            "model_type": "clip",
+            "projection_dim": self.projection_dim,
+            "logit_scale_init_value": 2.6592,
+            "dtype": dtype,
+            "text_config": text,
+            "vision_config": with(serde_json::json!(self.vision), "clip_vision_model"),
+        })
+    }
+
     fn validate(&self) -> Result<(), String> {
         let positive = [
             ("text_config.vocab_size", self.text.vocab_size),
@@ -192,6 +231,13 @@ impl ClipConfig {
         ];
         if let Some((key, value)) = positive.iter().find(|(_, v)| *v <= 0) {
             return Err(format!("{key} must be positive, got {value}"));
+        }
+        // The start and end tokens plus at least one token of text.
+        if self.text.max_position_embeddings < 3 {
+            return Err(format!(
+                "text_config.max_position_embeddings must be at least 3, got {}",
+                self.text.max_position_embeddings
+            ));
         }
         if self.vision.num_channels != 3 {
             return Err(format!(

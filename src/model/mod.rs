@@ -27,7 +27,6 @@ pub struct ClipModel {
     text_projection: nn::Linear,
     visual_projection: nn::Linear,
     pub logit_scale: Tensor,
-    config: ClipConfig,
 }
 
 impl ClipModel {
@@ -55,12 +54,7 @@ impl ClipModel {
             ),
             // CLIP's initial temperature: ln(1 / 0.07).
             logit_scale: vs.var("logit_scale", &[], nn::Init::Const((1.0f64 / 0.07).ln())),
-            config: config.clone(),
         }
-    }
-
-    pub fn config(&self) -> &ClipConfig {
-        &self.config
     }
 
     /// Projected, unnormalised text features for `[batch, len]` token ids on the model's device.
@@ -92,16 +86,56 @@ impl LoadedModel {
         options: &ModelOptions,
     ) -> Result<Self, ModelError> {
         let device = options.device.resolve()?;
+        let file = weights::WeightsFile::open(weights)?;
+        // Building the modules allocates what config.json describes before any tensor is
+        // compared: a config far larger than the file is refused first.
+        let (stored, described) = (file.parameter_count()?, config.parameter_count());
+        if described > 2 * stored + (1 << 20) {
+            return Err(ModelError::Weights {
+                path: weights.to_owned(),
+                reason: format!(
+                    "holds {stored} parameters, but config.json describes a model of \
+                     {described}: they do not belong together"
+                ),
+            });
+        }
         let mut vs = nn::VarStore::new(device);
         let model = ClipModel::new(&vs.root(), config);
-        weights::load_strict(&mut vs, weights)?;
+        file.load_into(&mut vs)?;
         vs.set_kind(options.dtype.kind());
         vs.freeze();
-        Ok(Self {
+        let loaded = Self {
             model,
             vs,
             device,
             dtype: options.dtype,
+        };
+        loaded.warm_up(config)?;
+        Ok(loaded)
+    }
+
+    /// One tiny forward pass per tower: kernels the device or dtype lacks (bf16 on an old GPU,
+    /// say) fail here, at load, as an error rather than at the first request; libtorch also
+    /// prepares its kernels.
+    fn warm_up(&self, config: &ClipConfig) -> Result<(), ModelError> {
+        let ids = Tensor::from_slice(&[0, config.text.vocab_size - 1]).view([1, 2]);
+        let s = config.vision.image_size;
+        let pixels = Tensor::zeros([1, 3, s, s], (Kind::Float, Device::Cpu));
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            drop(self.embed_text(&ids));
+            drop(self.embed_image(&pixels));
+        }))
+        .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown libtorch failure".into());
+            ModelError::Warmup {
+                device: format!("{:?}", self.device),
+                dtype: self.dtype.to_string(),
+                message,
+            }
         })
     }
 

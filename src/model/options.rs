@@ -24,7 +24,7 @@ impl FromStr for DeviceSpec {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
-            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            "cuda" => Ok(Self::Cuda(0)),
             other => {
                 let index = other.strip_prefix("cuda:").ok_or_else(bad)?;
                 index.parse().map(Self::Cuda).map_err(|_| bad())
@@ -51,10 +51,19 @@ impl DeviceSpec {
             Self::Auto => Ok(Device::cuda_if_available()),
             Self::Cuda(index) => {
                 let count = tch::Cuda::device_count();
-                if !tch::Cuda::is_available() {
+                if !cfg!(clipd_cuda_linked) {
                     Err(ModelError::DeviceUnavailable(
                         self.to_string(),
-                        "libtorch sees no CUDA device (no GPU, no driver, or a CPU-only install)"
+                        "this clipd was built without CUDA: libtorch's CUDA libraries were not \
+                         installed at build time (scripts/setup.sh installs them where \
+                         `nvidia-smi -L` works; then rebuild)"
+                            .into(),
+                    ))
+                } else if !tch::Cuda::is_available() {
+                    Err(ModelError::DeviceUnavailable(
+                        self.to_string(),
+                        "libtorch sees no CUDA device: no GPU, or an NVIDIA driver too old for \
+                         CUDA 13 (580 or newer)"
                             .into(),
                     ))
                 } else if index as i64 >= count {

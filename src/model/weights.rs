@@ -2,7 +2,7 @@
 //! with the right shape, and every tensor in the file must be a variable.
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 use tch::{nn::VarStore, Kind, Tensor};
@@ -32,20 +32,55 @@ fn list_names<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
     listed
 }
 
-/// The file's bytes, memory-mapped: tensors are converted one at a time into the variables, so the
-/// load needs the model's memory once (plus one tensor), not two or three times.
-fn map(path: &Path) -> Result<memmap2::Mmap, ModelError> {
-    let file = std::fs::File::open(path).map_err(|source| ModelError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    // SAFETY: the mapping is read-only and dropped before this function's caller returns; a
-    // checkpoint rewritten while it is being loaded is not supported (as with any loader that
-    // reads a file in pieces).
-    unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Read {
-        path: path.to_owned(),
-        source,
-    })
+/// `model.safetensors`, memory-mapped: tensors are converted one at a time into the variables,
+/// so a load needs the model's memory once (plus one tensor), not two or three times.
+pub struct WeightsFile {
+    path: PathBuf,
+    bytes: memmap2::Mmap,
+}
+
+impl WeightsFile {
+    pub fn open(path: &Path) -> Result<Self, ModelError> {
+        let read_error = |source| ModelError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        // SAFETY: the mapping is only read; a checkpoint rewritten while it is being loaded is
+        // not supported (as with any loader that reads a file in pieces).
+        let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(read_error)?;
+        Ok(Self {
+            path: path.to_owned(),
+            bytes,
+        })
+    }
+
+    fn error(&self, reason: String) -> ModelError {
+        ModelError::Weights {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    fn tensors(&self) -> Result<SafeTensors<'_>, ModelError> {
+        SafeTensors::deserialize(&self.bytes).map_err(|e| self.error(format!("{e:?}")))
+    }
+
+    /// Elements in all tensors that are loaded (ignored buffers excluded); read from the header.
+    pub fn parameter_count(&self) -> Result<u64, ModelError> {
+        Ok(self
+            .tensors()?
+            .tensors()
+            .iter()
+            .filter(|(name, _)| !is_ignored_buffer(name))
+            .map(|(_, view)| view.shape().iter().product::<usize>() as u64)
+            .sum())
+    }
+
+    /// Copies every variable of `vs` from the file, strictly (see the module comment).
+    pub fn load_into(&self, vs: &mut VarStore) -> Result<(), ModelError> {
+        load_strict(vs, &self.path, &self.tensors()?)
+    }
 }
 
 fn float_kind(dtype: Dtype) -> Option<Kind> {
@@ -58,13 +93,11 @@ fn float_kind(dtype: Dtype) -> Option<Kind> {
     }
 }
 
-pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<(), ModelError> {
+fn load_strict(vs: &mut VarStore, path: &Path, file: &SafeTensors) -> Result<(), ModelError> {
     let weights_error = |reason: String| ModelError::Weights {
         path: path.to_owned(),
         reason,
     };
-    let bytes = map(path)?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| weights_error(format!("{e:?}")))?;
     let stored: HashSet<String> = file
         .names()
         .into_iter()

@@ -8,7 +8,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use super::jpeg_end;
 use super::processor_config::{ProcessorConfig, Resize};
-use super::resample::{resize_bicubic, Rgb8};
+use super::resample::{resize_bicubic, resize_bicubic_region, Rgb8};
 use crate::error::InputError;
 
 /// Bounds on what one image may cost before and after decoding.
@@ -79,7 +79,9 @@ pub fn decode_rgb(bytes: &[u8], limits: &ImageLimits) -> Result<Rgb8, InputError
     }
     let decoded =
         DynamicImage::from_decoder(decoder).map_err(|e| InputError::Decode(e.to_string()))?;
-    Ok(to_rgb_like_pil(decoded))
+    // IHDR: bit depth at byte 24, colour type at 25 (0 = grey).
+    let grey16_png = bytes.starts_with(b"\x89PNG") && bytes.get(24..26) == Some(&[16, 0][..]);
+    Ok(to_rgb_like_pil(decoded, grey16_png))
 }
 
 /// PIL's `alpha_composite` of a pixel over opaque white, in its fixed-point arithmetic (7 extra
@@ -90,12 +92,15 @@ fn over_white(value: u8, alpha: u8) -> u8 {
     ((((t >> 8) + t) >> 8) >> 7) as u8
 }
 
-fn to_rgb_like_pil(image: DynamicImage) -> Rgb8 {
+/// `grey16_png`: a 16-bit grey PNG, which PIL opens as `I;16` and clips to 8 bits; the image crate
+/// turns its transparent colour (if any) into an alpha channel, which is then either 0 or opaque.
+fn to_rgb_like_pil(image: DynamicImage, grey16_png: bool) -> Rgb8 {
     let (width, height) = (image.width() as usize, image.height() as usize);
     let grey = |v: u8| [v, v, v];
     let grey_over_white = |v: u8, a: u8| grey(over_white(v, a));
     let rgb_over_white = |[r, g, b, a]: [u8; 4]| [r, g, b].map(|v| over_white(v, a));
     let high = |v: u16| (v >> 8) as u8;
+    let clipped = |v: u16| v.min(255) as u8;
     let data: Vec<u8> = match image {
         DynamicImage::ImageRgb8(img) => img.into_raw(),
         DynamicImage::ImageRgba8(img) => img.pixels().flat_map(|p| rgb_over_white(p.0)).collect(),
@@ -104,9 +109,10 @@ fn to_rgb_like_pil(image: DynamicImage) -> Rgb8 {
             .pixels()
             .flat_map(|p| grey_over_white(p[0], p[1]))
             .collect(),
-        DynamicImage::ImageLuma16(img) => img
+        DynamicImage::ImageLuma16(img) => img.pixels().flat_map(|p| grey(clipped(p[0]))).collect(),
+        DynamicImage::ImageLumaA16(img) if grey16_png => img
             .pixels()
-            .flat_map(|p| grey(p[0].min(255) as u8))
+            .flat_map(|p| grey_over_white(clipped(p[0]), high(p[1])))
             .collect(),
         DynamicImage::ImageLumaA16(img) => img
             .pixels()
@@ -206,25 +212,28 @@ impl ImageProcessor {
         &self.config
     }
 
-    pub fn limits(&self) -> &ImageLimits {
-        &self.limits
-    }
-
     /// Resizes and crops a decoded image to the model's input size.
     pub fn fit(&self, image: &Rgb8) -> Rgb8 {
-        let resized = match self.config.resize {
-            None => image.clone(),
+        let (width, height) = match self.config.resize {
+            None => (image.width, image.height),
             Some(Resize::ShortestEdge(target)) => {
-                let (w, h) = shortest_edge_size(image.width, image.height, target as usize);
-                resize_bicubic(image, w, h)
+                shortest_edge_size(image.width, image.height, target as usize)
             }
-            Some(Resize::Exact { height, width }) => {
-                resize_bicubic(image, width as usize, height as usize)
-            }
+            Some(Resize::Exact { height, width }) => (width as usize, height as usize),
         };
         match self.config.center_crop {
-            None => resized,
-            Some((h, w)) => center_crop(&resized, h as usize, w as usize),
+            None => resize_bicubic(image, width, height),
+            // The usual case: the crop lies inside the resized image, so only it is computed.
+            Some((h, w)) if h as usize <= height && w as usize <= width => {
+                let (h, w) = (h as usize, w as usize);
+                let (top, left) = ((height - h) / 2, (width - w) / 2);
+                resize_bicubic_region(image, width, height, left..left + w, top..top + h)
+            }
+            Some((h, w)) => center_crop(
+                &resize_bicubic(image, width, height),
+                h as usize,
+                w as usize,
+            ),
         }
     }
 

@@ -21,7 +21,11 @@ pub fn is_complete(bytes: &[u8]) -> bool {
     }
     let mut pos = 2;
     loop {
-        // Markers may be preceded by any number of fill bytes (0xFF).
+        // Like libjpeg, skip stray bytes before a marker (it warns, decodes on), and any number
+        // of fill bytes (0xFF).
+        while bytes.get(pos).is_some_and(|&b| b != MARKER) {
+            pos += 1;
+        }
         while bytes.get(pos) == Some(&MARKER) && bytes.get(pos + 1) == Some(&MARKER) {
             pos += 1;
         }
@@ -85,6 +89,18 @@ mod tests {
         for cut in 0..whole.len() {
             assert!(!is_complete(&whole[..cut]), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn stray_bytes_between_segments_are_skipped_as_libjpeg_does() {
+        assert!(is_complete(&jpeg(&[
+            SOI,
+            APP0,
+            &[0x00, 0x17],
+            SOS,
+            DATA,
+            EOI
+        ])));
     }
 
     #[test]

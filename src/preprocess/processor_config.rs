@@ -25,15 +25,49 @@ pub struct ProcessorConfig {
     pub mean_std: Option<([f32; 3], [f32; 3])>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SizeField {
-    Square(u32),
-    Map {
-        shortest_edge: Option<u32>,
-        height: Option<u32>,
-        width: Option<u32>,
-    },
+/// `size` or `crop_size`: an integer (older checkpoints) or an object (newer ones).
+#[derive(Debug, Default)]
+struct SizeField {
+    square: Option<u32>,
+    shortest_edge: Option<u32>,
+    height: Option<u32>,
+    width: Option<u32>,
+}
+
+impl SizeField {
+    fn parse(value: Option<&serde_json::Value>, key: &str) -> Result<Self, String> {
+        let positive = |v: &serde_json::Value, name: &str| {
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{name} must be a positive integer, got {v}"))
+        };
+        match value {
+            None => Ok(Self {
+                square: Some(224),
+                ..Self::default()
+            }),
+            Some(serde_json::Value::Object(map)) => {
+                let mut field = Self::default();
+                for (k, v) in map {
+                    let name = format!("{key}.{k}");
+                    match k.as_str() {
+                        "shortest_edge" => field.shortest_edge = Some(positive(v, &name)?),
+                        "height" => field.height = Some(positive(v, &name)?),
+                        "width" => field.width = Some(positive(v, &name)?),
+                        // Caps such as longest_edge change the result; ignoring them would
+                        // silently diverge from transformers.
+                        _ => return Err(format!("{name} is not supported by clipd")),
+                    }
+                }
+                Ok(field)
+            }
+            Some(v) => Ok(Self {
+                square: Some(positive(v, key)?),
+                ..Self::default()
+            }),
+        }
+    }
 }
 
 const BICUBIC: u32 = 3;
@@ -46,11 +80,11 @@ fn default_true() -> bool {
 struct RawConfig {
     #[serde(default = "default_true")]
     do_resize: bool,
-    size: Option<SizeField>,
+    size: Option<serde_json::Value>,
     resample: Option<u32>,
     #[serde(default = "default_true")]
     do_center_crop: bool,
-    crop_size: Option<SizeField>,
+    crop_size: Option<serde_json::Value>,
     #[serde(default = "default_true")]
     do_rescale: bool,
     rescale_factor: Option<f64>,
@@ -88,43 +122,35 @@ impl ProcessorConfig {
                 ));
             }
         }
-        let resize = match (raw.do_resize, raw.size.unwrap_or(SizeField::Square(224))) {
-            (false, _) => None,
-            (true, SizeField::Square(s)) => Some(Resize::ShortestEdge(s)),
-            (
-                true,
-                SizeField::Map {
-                    shortest_edge: Some(s),
-                    ..
-                },
-            ) => Some(Resize::ShortestEdge(s)),
-            (
-                true,
-                SizeField::Map {
-                    height: Some(height),
-                    width: Some(width),
-                    ..
-                },
-            ) => Some(Resize::Exact { height, width }),
-            (true, SizeField::Map { .. }) => {
-                return Err("size needs shortest_edge, or height and width".into())
+        let size = SizeField::parse(raw.size.as_ref(), "size")?;
+        let resize = match size {
+            _ if !raw.do_resize => None,
+            SizeField {
+                square: Some(s), ..
             }
+            | SizeField {
+                shortest_edge: Some(s),
+                ..
+            } => Some(Resize::ShortestEdge(s)),
+            SizeField {
+                height: Some(height),
+                width: Some(width),
+                ..
+            } => Some(Resize::Exact { height, width }),
+            _ => return Err("size needs shortest_edge, or height and width".into()),
         };
-        let center_crop = match (
-            raw.do_center_crop,
-            raw.crop_size.unwrap_or(SizeField::Square(224)),
-        ) {
-            (false, _) => None,
-            (true, SizeField::Square(s)) => Some((s, s)),
-            (
-                true,
-                SizeField::Map {
-                    height: Some(h),
-                    width: Some(w),
-                    ..
-                },
-            ) => Some((h, w)),
-            (true, SizeField::Map { .. }) => return Err("crop_size needs height and width".into()),
+        let crop = SizeField::parse(raw.crop_size.as_ref(), "crop_size")?;
+        let center_crop = match crop {
+            _ if !raw.do_center_crop => None,
+            SizeField {
+                square: Some(s), ..
+            } => Some((s, s)),
+            SizeField {
+                height: Some(h),
+                width: Some(w),
+                ..
+            } => Some((h, w)),
+            _ => return Err("crop_size needs height and width".into()),
         };
         let mean_std = if raw.do_normalize {
             let mean = three(raw.image_mean, "image_mean", OPENAI_CLIP_MEAN)?;
@@ -138,24 +164,14 @@ impl ProcessorConfig {
         } else {
             None
         };
-        let config = Self {
+        Ok(Self {
             resize,
             center_crop,
             rescale_factor: raw
                 .do_rescale
                 .then(|| raw.rescale_factor.unwrap_or(1.0 / 255.0)),
             mean_std,
-        };
-        if matches!(
-            config.resize,
-            Some(Resize::ShortestEdge(0))
-                | Some(Resize::Exact { height: 0, .. })
-                | Some(Resize::Exact { width: 0, .. })
-        ) || matches!(config.center_crop, Some((0, _)) | Some((_, 0)))
-        {
-            return Err("size and crop_size must be positive".into());
-        }
-        Ok(config)
+        })
     }
 
     /// The (height, width) of every processed image, when the pipeline fixes it.

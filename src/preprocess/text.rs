@@ -64,9 +64,13 @@ impl ClipTokenizer {
         self.context_length
     }
 
-    /// One more than the highest token id the tokenizer can produce, added tokens included.
-    pub fn vocab_size(&self) -> usize {
-        self.tokenizer.get_vocab_size(true)
+    /// The highest token id the tokenizer can produce, added tokens included.
+    pub fn max_token_id(&self) -> u32 {
+        self.tokenizer
+            .get_vocab(true)
+            .into_values()
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn encode(&self, text: &str) -> Result<TokenizedText, InputError> {

@@ -1,0 +1,65 @@
+//! Writes a trained model as a Hugging Face checkpoint directory that clipd and `transformers`
+//! both load: `config.json`, `model.safetensors` (f16), `tokenizer.json`,
+//! `preprocessor_config.json`.
+
+use std::path::Path;
+
+use tch::nn::VarStore;
+use tch::{Kind, Tensor};
+
+use crate::clip::ModelFiles;
+use crate::error::ModelError;
+use crate::model::ClipConfig;
+
+/// The demo's image pipeline: OpenAI's constants at 64 pixels.
+pub fn preprocessor_json(side: u32) -> serde_json::Value {
+    serde_json::json!({
+        "crop_size": {"height": side, "width": side},
+        "do_center_crop": true,
+        "do_convert_rgb": true,
+        "do_normalize": true,
+        "do_rescale": true,
+        "do_resize": true,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "CLIPImageProcessor",
+        "resample": 3,
+        "rescale_factor": 1.0 / 255.0,
+        "size": {"shortest_edge": side},
+    })
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
+    std::fs::write(path, text).map_err(|source| ModelError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Weights are stored in f16: half the size, and the demo model loses nothing measurable.
+pub fn write_checkpoint(
+    dir: &Path,
+    config: &ClipConfig,
+    vs: &VarStore,
+    tokenizer_json: &Path,
+) -> Result<(), ModelError> {
+    let write_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ModelError::Write { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+    let files = ModelFiles::in_dir(dir);
+    let mut tensors: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(name, t)| (name, t.detach().to_kind(Kind::Half).contiguous()))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Tensor::write_safetensors(&tensors, &files.weights)?;
+    write_json(&files.config, &config.to_hf_json("float16"))?;
+    let side = config.vision.image_size as u32;
+    write_json(&files.preprocessor, &preprocessor_json(side))?;
+    std::fs::copy(tokenizer_json, &files.tokenizer).map_err(write_error(&files.tokenizer))?;
+    Ok(())
+}
