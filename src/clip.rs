@@ -6,6 +6,7 @@ use tch::Tensor;
 
 use crate::error::{InputError, ModelError};
 use crate::model::{ClipConfig, LoadedModel, ModelOptions, TextConfig};
+use crate::model_source::ModelSource;
 use crate::preprocess::{
     ClipTokenizer, ImageLimits, ImageProcessor, ProcessorConfig, TokenizedText,
 };
@@ -137,13 +138,7 @@ impl Clip {
             reason,
         })?;
         let model = LoadedModel::load(&config, &files.weights, options)?;
-        let name = dir
-            .canonicalize()
-            .ok()
-            .as_deref()
-            .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| dir.display().to_string());
+        let name = ModelSource::Directory(dir.to_owned()).name(dir);
         Ok(Self {
             name,
             config,

@@ -2,11 +2,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use clipd::clip::{Clip, InputLimits};
 use clipd::demo::train::TrainSettings;
+use clipd::hub::HubSettings;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
+use clipd::model_source::ModelSource;
 
 /// clipd: OpenAI's CLIP on libtorch. Embeds images and texts into one vector space.
 #[derive(Parser)]
@@ -53,8 +55,11 @@ struct TrainDemoArgs {
 #[derive(Args)]
 struct ModelArgs {
     /// A CLIP checkpoint directory in Hugging Face layout (config.json, model.safetensors,
-    /// tokenizer.json, preprocessor_config.json).
-    #[arg(long, value_name = "DIR")]
+    /// tokenizer.json, preprocessor_config.json), or a Hugging Face hub id such as
+    /// openai/clip-vit-base-patch32[@revision], downloaded into the hub cache on first use
+    /// (HF_ENDPOINT, HF_HOME, HF_HUB_OFFLINE, HF_TOKEN are honoured). Default: the bundled demo
+    /// model, a small CLIP trained on synthetic coloured shapes.
+    #[arg(long, value_name = "DIR_OR_HUB_ID")]
     model: Option<PathBuf>,
     /// Where the model runs: auto (a GPU when there is one), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -84,9 +89,14 @@ struct EmbedArgs {
 }
 
 fn load(args: &ModelArgs) -> anyhow::Result<Clip> {
-    let Some(dir) = &args.model else {
-        bail!("no model given: pass --model DIR, a CLIP checkpoint in Hugging Face layout");
-    };
+    let source = ModelSource::parse(args.model.as_deref());
+    if source == ModelSource::Bundled {
+        tracing::warn!(
+            "no --model given: using the bundled demo model, a small CLIP trained on synthetic \
+             coloured shapes (not a real CLIP; pass --model DIR_OR_HUB_ID for one)"
+        );
+    }
+    let dir = source.locate(&HubSettings::from_env())?;
     if args.threads > 0 {
         tch::set_num_threads(args.threads);
     }
@@ -94,8 +104,9 @@ fn load(args: &ModelArgs) -> anyhow::Result<Clip> {
         device: args.device,
         dtype: args.dtype,
     };
-    let clip = Clip::load(dir, &options, &InputLimits::default())
+    let mut clip = Clip::load(&dir, &options, &InputLimits::default())
         .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    clip.name = source.name(&dir);
     tracing::info!(model = %clip.name, device = ?clip.model.device, dtype = %clip.model.dtype, "model loaded");
     Ok(clip)
 }

@@ -195,10 +195,34 @@ fn embed_with_only_texts_gives_an_empty_image_list() {
 }
 
 #[test]
-fn missing_model_flag_is_an_error_mentioning_it() {
-    let output = clipd(&["embed", "--text", "a cat"]);
-    let err = assert_fails(&output, "no --model");
-    assert!(err.contains("--model"), "{err}");
+fn without_a_model_the_bundled_demo_model_is_used_and_said_so() {
+    let cache = TempFile::new("cache-marker", b"");
+    let output = Command::new(env!("CARGO_BIN_EXE_clipd"))
+        .args(["embed", "--device", "cpu", "--text", "a red circle"])
+        .env("XDG_CACHE_HOME", &cache.dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("demo model"),
+        "{}",
+        stderr(&output)
+    );
+    let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json["model"], "clipd-demo");
+    assert_eq!(json["dim"], 64);
+    // Unpacked once into the cache, reused by the next run.
+    let unpacked: Vec<_> = std::fs::read_dir(cache.dir.join("clipd"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(unpacked.len(), 1, "{unpacked:?}");
+    let again = Command::new(env!("CARGO_BIN_EXE_clipd"))
+        .args(["embed", "--device", "cpu", "--text", "a red circle"])
+        .env("XDG_CACHE_HOME", &cache.dir)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&again), stdout(&output));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The bundled demo model: a small CLIP that clipd trains itself on synthetic shapes.
 
+pub mod bundled;
 pub mod checkpoint;
 pub mod eval;
 pub mod rng;

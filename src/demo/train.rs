@@ -56,11 +56,11 @@ pub struct TrainSettings {
 impl Default for TrainSettings {
     fn default() -> Self {
         Self {
-            steps: 3000,
+            steps: 8000,
             batch_size: 128,
             learning_rate: 2e-3,
             warmup_steps: 100,
-            weight_decay: 0.05,
+            weight_decay: 0.01,
             seed: 1,
         }
     }

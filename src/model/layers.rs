@@ -29,6 +29,36 @@ pub struct EncoderShape {
     pub causal: bool,
 }
 
+/// Normal initialisation, as CLIP's (and `transformers`') `_init_weights` use throughout.
+pub fn normal(stdev: f64) -> nn::Init {
+    nn::Init::Randn { mean: 0.0, stdev }
+}
+
+pub fn embedding_init(stdev: f64) -> nn::EmbeddingConfig {
+    nn::EmbeddingConfig {
+        ws_init: normal(stdev),
+        ..Default::default()
+    }
+}
+
+/// A linear layer initialised as CLIP's: normal weights, zero bias.
+fn linear(vs: nn::Path, input: i64, output: i64, stdev: f64) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: normal(stdev),
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
+    nn::linear(vs, input, output, config)
+}
+
+impl EncoderShape {
+    /// CLIP's initial scale for the attention input projections (and the second MLP layer):
+    /// smaller in deeper stacks so that the residual stream starts near unit size.
+    fn in_proj_std(&self) -> f64 {
+        (self.hidden_size as f64).powf(-0.5) * (2.0 * self.num_layers as f64).powf(-0.5)
+    }
+}
+
 pub fn layer_norm(vs: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
     let config = nn::LayerNormConfig {
         eps,
@@ -50,12 +80,12 @@ struct SelfAttention {
 impl SelfAttention {
     fn new(vs: nn::Path, shape: &EncoderShape) -> Self {
         let d = shape.hidden_size;
-        let linear = |name: &str| nn::linear(&vs / name, d, d, Default::default());
+        let in_std = shape.in_proj_std();
         Self {
-            q_proj: linear("q_proj"),
-            k_proj: linear("k_proj"),
-            v_proj: linear("v_proj"),
-            out_proj: linear("out_proj"),
+            q_proj: linear(&vs / "q_proj", d, d, in_std),
+            k_proj: linear(&vs / "k_proj", d, d, in_std),
+            v_proj: linear(&vs / "v_proj", d, d, in_std),
+            out_proj: linear(&vs / "out_proj", d, d, (d as f64).powf(-0.5)),
             num_heads: shape.num_heads,
             causal: shape.causal,
         }
@@ -98,8 +128,8 @@ impl Mlp {
     fn new(vs: nn::Path, shape: &EncoderShape) -> Self {
         let (d, i) = (shape.hidden_size, shape.intermediate_size);
         Self {
-            fc1: nn::linear(&vs / "fc1", d, i, Default::default()),
-            fc2: nn::linear(&vs / "fc2", i, d, Default::default()),
+            fc1: linear(&vs / "fc1", d, i, (2.0 * d as f64).powf(-0.5)),
+            fc2: linear(&vs / "fc2", i, d, shape.in_proj_std()),
             activation: shape.activation,
         }
     }

@@ -30,28 +30,22 @@ pub struct ClipModel {
 }
 
 impl ClipModel {
-    /// Builds the modules under `vs` with fresh (random) weights.
+    /// Builds the modules under `vs` with fresh weights, initialised as CLIP's (for training; a
+    /// loaded checkpoint overwrites them).
     pub fn new(vs: &nn::Path, config: &ClipConfig) -> Self {
-        let no_bias = nn::LinearConfig {
-            bias: false,
-            ..Default::default()
+        let projection = |name: &str, width: i64| {
+            let init = nn::LinearConfig {
+                ws_init: layers::normal((width as f64).powf(-0.5)),
+                bias: false,
+                ..Default::default()
+            };
+            nn::linear(vs / name, width, config.projection_dim, init)
         };
-        let p = config.projection_dim;
         Self {
             text_model: TextTransformer::new(vs / "text_model", &config.text),
             vision_model: VisionTransformer::new(vs / "vision_model", &config.vision),
-            text_projection: nn::linear(
-                vs / "text_projection",
-                config.text.hidden_size,
-                p,
-                no_bias,
-            ),
-            visual_projection: nn::linear(
-                vs / "visual_projection",
-                config.vision.hidden_size,
-                p,
-                no_bias,
-            ),
+            text_projection: projection("text_projection", config.text.hidden_size),
+            visual_projection: projection("visual_projection", config.vision.hidden_size),
             // CLIP's initial temperature: ln(1 / 0.07).
             logit_scale: vs.var("logit_scale", &[], nn::Init::Const((1.0f64 / 0.07).ln())),
         }

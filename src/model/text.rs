@@ -4,7 +4,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::config::TextConfig;
-use super::layers::{layer_norm, Encoder, EncoderShape};
+use super::layers::{embedding_init, layer_norm, Encoder, EncoderShape};
 
 #[derive(Debug)]
 pub struct TextTransformer {
@@ -34,13 +34,13 @@ impl TextTransformer {
                 &embeddings / "token_embedding",
                 config.vocab_size,
                 d,
-                Default::default(),
+                embedding_init(0.02),
             ),
             position_embedding: nn::embedding(
                 &embeddings / "position_embedding",
                 config.max_position_embeddings,
                 d,
-                Default::default(),
+                embedding_init(0.01),
             ),
             encoder: Encoder::new(&vs / "encoder", &shape),
             final_layer_norm: layer_norm(&vs / "final_layer_norm", d, config.layer_norm_eps),

@@ -4,7 +4,7 @@ use tch::nn::{self, Module};
 use tch::Tensor;
 
 use super::config::VisionConfig;
-use super::layers::{layer_norm, Encoder, EncoderShape};
+use super::layers::{embedding_init, layer_norm, normal, Encoder, EncoderShape};
 
 #[derive(Debug)]
 pub struct VisionTransformer {
@@ -33,6 +33,7 @@ impl VisionTransformer {
         let patch_config = nn::ConvConfig {
             stride: config.patch_size,
             bias: false,
+            ws_init: normal(0.02),
             ..Default::default()
         };
         Self {
@@ -55,7 +56,7 @@ impl VisionTransformer {
                 &embeddings / "position_embedding",
                 config.num_patches() + 1,
                 d,
-                Default::default(),
+                embedding_init(0.02),
             ),
             pre_layrnorm: layer_norm(&vs / "pre_layrnorm", d, eps),
             encoder: Encoder::new(&vs / "encoder", &shape),
