@@ -1,6 +1,6 @@
 //! Error types, one per layer.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Loading a model directory failed: the message names the file, key or tensor at fault.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,14 @@ pub enum ModelError {
     },
     #[error("libtorch failed: {0}")]
     Torch(#[from] tch::TchError),
+}
+
+impl ModelError {
+    /// For `map_err` on a write to `path`.
+    pub fn writing(path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| Self::Write { path, source }
+    }
 }
 
 /// One input could not be turned into model input; the request that carried it fails alone.

@@ -71,14 +71,10 @@ pub fn unpack(cache: &Path) -> Result<PathBuf, ModelError> {
         content_hash(),
         std::process::id()
     ));
-    let write_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ModelError::Write { path, source }
-    };
-    std::fs::create_dir_all(&staging).map_err(write_error(&staging))?;
+    std::fs::create_dir_all(&staging).map_err(ModelError::writing(&staging))?;
     for (name, bytes) in FILES {
         let path = staging.join(name);
-        std::fs::write(&path, bytes).map_err(write_error(&path))?;
+        std::fs::write(&path, bytes).map_err(ModelError::writing(&path))?;
     }
     if std::fs::rename(&staging, &dir).is_ok() {
         return Ok(dir);
@@ -89,7 +85,7 @@ pub fn unpack(cache: &Path) -> Result<PathBuf, ModelError> {
         let _ = std::fs::remove_dir_all(&staging);
     } else {
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&staging, &dir).map_err(write_error(&dir))?;
+        std::fs::rename(&staging, &dir).map_err(ModelError::writing(&dir))?;
     }
     Ok(dir)
 }

@@ -29,12 +29,10 @@ pub fn preprocessor_json(side: u32) -> serde_json::Value {
     })
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ModelError> {
-    let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
-    std::fs::write(path, text).map_err(|source| ModelError::Write {
-        path: path.to_owned(),
-        source,
-    })
+/// Pretty JSON with a final newline, as the files beside the weights are written.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), ModelError> {
+    let text = serde_json::to_string_pretty(value).expect("the value serialises") + "\n";
+    std::fs::write(path, text).map_err(ModelError::writing(path))
 }
 
 /// Weights are stored in f16: half the size, and the demo model loses nothing measurable.
@@ -44,11 +42,7 @@ pub fn write_checkpoint(
     vs: &VarStore,
     tokenizer_json: &Path,
 ) -> Result<(), ModelError> {
-    let write_error = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ModelError::Write { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(write_error(dir))?;
+    std::fs::create_dir_all(dir).map_err(ModelError::writing(dir))?;
     let files = ModelFiles::in_dir(dir);
     let mut tensors: Vec<(String, Tensor)> = vs
         .variables()
@@ -60,6 +54,7 @@ pub fn write_checkpoint(
     write_json(&files.config, &config.to_hf_json("float16"))?;
     let side = config.vision.image_size as u32;
     write_json(&files.preprocessor, &preprocessor_json(side))?;
-    std::fs::copy(tokenizer_json, &files.tokenizer).map_err(write_error(&files.tokenizer))?;
+    std::fs::copy(tokenizer_json, &files.tokenizer)
+        .map_err(ModelError::writing(&files.tokenizer))?;
     Ok(())
 }

@@ -97,8 +97,6 @@ pub fn train_demo(
         text_to_image_recall_at_1_by_class: recall.by_class,
         recall_pool,
     };
-    let path = out.join("training.json");
-    let text = serde_json::to_string_pretty(&report).expect("the report serialises") + "\n";
-    std::fs::write(&path, text).map_err(|source| ModelError::Write { path, source })?;
+    checkpoint::write_json(&out.join("training.json"), &report)?;
     Ok(report)
 }
