@@ -3,6 +3,7 @@
 //! rescale, normalise.
 
 use std::io::Cursor;
+use std::ops::Range;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
@@ -148,26 +149,30 @@ fn shortest_edge_size(width: usize, height: usize, target: usize) -> (usize, usi
     }
 }
 
-/// `transformers`' `center_crop`: offsets `(size - crop) // 2`; an image smaller than the crop is
-/// first centred on a black canvas.
-fn center_crop(src: &Rgb8, crop_height: usize, crop_width: usize) -> Rgb8 {
-    let offset = |size: usize, crop: usize| -> (usize, usize) {
-        // (source offset, destination offset)
-        if size >= crop {
-            ((size - crop) / 2, 0)
-        } else {
-            (0, (crop - size).div_ceil(2))
-        }
-    };
-    let (src_top, dst_top) = offset(src.height, crop_height);
-    let (src_left, dst_left) = offset(src.width, crop_width);
-    let rows = src.height.min(crop_height);
-    let cols = src.width.min(crop_width);
+/// One axis of `transformers`' `center_crop`: the pixels of an axis of `size` that a crop of
+/// `crop` keeps (starting at `(size - crop) // 2`), and where they land in the crop (an axis
+/// shorter than the crop is centred on black, the odd pixel of margin before it).
+fn crop_axis(size: usize, crop: usize) -> (Range<usize>, usize) {
+    if size >= crop {
+        let start = (size - crop) / 2;
+        (start..start + crop, 0)
+    } else {
+        (0..size, (crop - size).div_ceil(2))
+    }
+}
+
+/// Places the kept part of an image on the crop's black canvas; it already is the crop unless
+/// the image was smaller than the crop.
+fn pad_to(kept: Rgb8, crop_height: usize, crop_width: usize) -> Rgb8 {
+    if (kept.height, kept.width) == (crop_height, crop_width) {
+        return kept;
+    }
+    let (_, top) = crop_axis(kept.height, crop_height);
+    let (_, left) = crop_axis(kept.width, crop_width);
     let mut data = vec![0u8; crop_height * crop_width * 3];
-    for r in 0..rows {
-        let from = ((src_top + r) * src.width + src_left) * 3;
-        let to = ((dst_top + r) * crop_width + dst_left) * 3;
-        data[to..to + cols * 3].copy_from_slice(&src.data[from..from + cols * 3]);
+    for (r, row) in kept.data.chunks_exact(kept.width * 3).enumerate() {
+        let to = ((top + r) * crop_width + left) * 3;
+        data[to..to + row.len()].copy_from_slice(row);
     }
     Rgb8 {
         width: crop_width,
@@ -223,17 +228,17 @@ impl ImageProcessor {
         };
         match self.config.center_crop {
             None => resize_bicubic(image, width, height),
-            // The usual case: the crop lies inside the resized image, so only it is computed.
-            Some((h, w)) if h as usize <= height && w as usize <= width => {
+            // Only the part of the resized image that the crop keeps is computed.
+            Some((h, w)) => {
                 let (h, w) = (h as usize, w as usize);
-                let (top, left) = ((height - h) / 2, (width - w) / 2);
-                resize_bicubic_region(image, width, height, left..left + w, top..top + h)
+                let (rows, _) = crop_axis(height, h);
+                let (cols, _) = crop_axis(width, w);
+                pad_to(
+                    resize_bicubic_region(image, width, height, cols, rows),
+                    h,
+                    w,
+                )
             }
-            Some((h, w)) => center_crop(
-                &resize_bicubic(image, width, height),
-                h as usize,
-                w as usize,
-            ),
         }
     }
 
@@ -284,9 +289,18 @@ mod tests {
             height: 1,
             data: (0..15).collect(),
         };
-        let cropped = center_crop(&img, 1, 2);
+        let crop_only = |h, w| {
+            let config = ProcessorConfig {
+                resize: None,
+                center_crop: Some((h, w)),
+                rescale_factor: None,
+                mean_std: None,
+            };
+            ImageProcessor::new(config, ImageLimits::default()).fit(&img)
+        };
+        let cropped = crop_only(1, 2);
         assert_eq!(cropped.data, vec![3, 4, 5, 6, 7, 8]);
-        let padded = center_crop(&img, 3, 5);
+        let padded = crop_only(3, 5);
         assert_eq!(&padded.data[..15], &[0; 15]);
         assert_eq!(&padded.data[15..30], &img.data[..]);
     }
