@@ -6,7 +6,7 @@ use tch::Tensor;
 
 use crate::error::{InputError, ModelError};
 use crate::model::{ClipConfig, LoadedModel, ModelOptions, TextConfig};
-use crate::model_source::ModelSource;
+use crate::model_source::directory_name;
 use crate::preprocess::{
     ClipTokenizer, ImageLimits, ImageProcessor, ProcessorConfig, TokenizedText,
 };
@@ -138,7 +138,7 @@ impl Clip {
             reason,
         })?;
         let model = LoadedModel::load(&config, &files.weights, options)?;
-        let name = ModelSource::Directory(dir.to_owned()).name(dir);
+        let name = directory_name(dir);
         Ok(Self {
             name,
             config,

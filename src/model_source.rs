@@ -51,13 +51,17 @@ impl ModelSource {
         match self {
             Self::Bundled => bundled::NAME.to_owned(),
             Self::Hub(id) => id.clone(),
-            Self::Directory(_) => dir
-                .canonicalize()
-                .ok()
-                .as_deref()
-                .and_then(Path::file_name)
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| dir.display().to_string()),
+            Self::Directory(_) => directory_name(dir),
         }
     }
+}
+
+/// A checkpoint directory's own name (`clip-vit-base-patch32` for `./clip-vit-base-patch32/`).
+pub fn directory_name(dir: &Path) -> String {
+    dir.canonicalize()
+        .ok()
+        .as_deref()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
 }
