@@ -197,11 +197,14 @@ fn embed_with_only_texts_gives_an_empty_image_list() {
 #[test]
 fn without_a_model_the_bundled_demo_model_is_used_and_said_so() {
     let cache = TempFile::new("cache-marker", b"");
-    let output = Command::new(env!("CARGO_BIN_EXE_clipd"))
-        .args(["embed", "--device", "cpu", "--text", "a red circle"])
-        .env("XDG_CACHE_HOME", &cache.dir)
-        .output()
-        .unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_clipd"))
+            .args(["embed", "--device", "cpu", "--text", "a red circle"])
+            .env("XDG_CACHE_HOME", &cache.dir)
+            .output()
+            .unwrap()
+    };
+    let output = run();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("demo model"),
@@ -217,11 +220,7 @@ fn without_a_model_the_bundled_demo_model_is_used_and_said_so() {
         .flatten()
         .collect();
     assert_eq!(unpacked.len(), 1, "{unpacked:?}");
-    let again = Command::new(env!("CARGO_BIN_EXE_clipd"))
-        .args(["embed", "--device", "cpu", "--text", "a red circle"])
-        .env("XDG_CACHE_HOME", &cache.dir)
-        .output()
-        .unwrap();
+    let again = run();
     assert_eq!(stdout(&again), stdout(&output));
 }
 

@@ -10,6 +10,7 @@ use tch::{Kind, Tensor};
 use crate::clip::ModelFiles;
 use crate::error::ModelError;
 use crate::model::ClipConfig;
+use crate::preprocess::processor_config::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 
 /// The demo's image pipeline: OpenAI's constants at 64 pixels.
 pub fn preprocessor_json(side: u32) -> serde_json::Value {
@@ -20,8 +21,8 @@ pub fn preprocessor_json(side: u32) -> serde_json::Value {
         "do_normalize": true,
         "do_rescale": true,
         "do_resize": true,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073],
-        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_mean": OPENAI_CLIP_MEAN,
+        "image_std": OPENAI_CLIP_STD,
         "image_processor_type": "CLIPImageProcessor",
         "resample": 3,
         "rescale_factor": 1.0 / 255.0,

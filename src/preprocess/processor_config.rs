@@ -96,8 +96,8 @@ struct RawConfig {
 
 /// CLIP's published normalisation constants, `CLIPImageProcessor`'s defaults; f64 like Python's
 /// floats, rounded to f32 as numpy does.
-const OPENAI_CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const OPENAI_CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const OPENAI_CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const OPENAI_CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 fn three(values: Option<Vec<f32>>, key: &str, default: [f64; 3]) -> Result<[f32; 3], String> {
     match values {
