@@ -1,10 +1,32 @@
-//! Makes the clipd binaries find libtorch at run time without `LD_LIBRARY_PATH`, and keeps CUDA
-//! linked when the CUDA libraries are installed.
+//! Generates the gRPC code and the descriptor set (for reflection) from proto/, makes the clipd
+//! binaries find libtorch at run time without `LD_LIBRARY_PATH`, and keeps CUDA linked when the
+//! CUDA libraries are installed.
 
 use std::path::{Path, PathBuf};
 
+use prost::Message;
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    compile_protos();
+    link_libtorch();
+}
+
+/// protox compiles the protos in Rust: no protoc needed on the build machine.
+fn compile_protos() {
+    const PROTO: &str = "proto/clipd/v1/clipd.proto";
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile([PROTO], ["proto"]).unwrap_or_else(|e| panic!("{PROTO}: {e}"));
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("clipd_descriptor.bin"), fds.encode_to_vec())
+        .expect("write the descriptor set");
+    tonic_prost_build::configure()
+        .bytes(".clipd.v1.Input.image")
+        .compile_fds(fds)
+        .expect("generate the gRPC code");
+}
+
+fn link_libtorch() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rustc-check-cfg=cfg(clipd_cuda_linked)");
     // torch-sys (links = "tch") exports the libtorch library folder it linked against.

@@ -1,6 +1,7 @@
 //! A checkpoint directory in Hugging Face layout, loaded: model, tokenizer and image pipeline.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tch::Tensor;
 
@@ -90,8 +91,9 @@ pub struct Clip {
     pub name: String,
     pub config: ClipConfig,
     pub model: LoadedModel,
-    pub tokenizer: ClipTokenizer,
-    pub images: ImageProcessor,
+    /// Shared with the threads that prepare inputs while the model runs.
+    pub tokenizer: Arc<ClipTokenizer>,
+    pub images: Arc<ImageProcessor>,
 }
 
 impl Clip {
@@ -143,8 +145,8 @@ impl Clip {
             name,
             config,
             model,
-            tokenizer,
-            images: ImageProcessor::new(processor, limits.image),
+            tokenizer: Arc::new(tokenizer),
+            images: Arc::new(ImageProcessor::new(processor, limits.image)),
         })
     }
 

@@ -82,3 +82,54 @@ pub enum InputError {
     #[error("cannot tokenize text: {0}")]
     Tokenize(String),
 }
+
+/// Starting the model failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Source(#[from] crate::model_source::SourceError),
+    #[error("cannot load the model in {dir}: {source}")]
+    Model { dir: PathBuf, source: ModelError },
+    #[error("the model thread failed while loading: {0}")]
+    Thread(String),
+}
+
+/// Why a request to the engine was not answered with embeddings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("the request has no inputs")]
+    NoInputs,
+    #[error("input {index} is empty: set text or image")]
+    EmptyInput { index: usize },
+    #[error("the request has {count} inputs; the limit is {limit}")]
+    TooManyInputs { count: usize, limit: usize },
+    #[error("input {index}: {source}")]
+    Input { index: usize, source: InputError },
+    #[error("the server's queue is full ({limit} inputs queued or running); retry with back-off")]
+    QueueFull { limit: usize },
+    #[error("the deadline passed while the input waited in the queue")]
+    DeadlineExceeded,
+    #[error("{0}")]
+    Unavailable(&'static str),
+    #[error("the model failed on this batch")]
+    ModelFailed,
+    #[error("preparing an input failed")]
+    PreprocessFailed,
+}
+
+impl From<EngineError> for tonic::Status {
+    fn from(error: EngineError) -> Self {
+        let message = error.to_string();
+        match error {
+            EngineError::NoInputs
+            | EngineError::EmptyInput { .. }
+            | EngineError::TooManyInputs { .. }
+            | EngineError::Input { .. } => Self::invalid_argument(message),
+            EngineError::QueueFull { .. } => Self::resource_exhausted(message),
+            EngineError::DeadlineExceeded => Self::deadline_exceeded(message),
+            EngineError::Unavailable(_) => Self::unavailable(message),
+            // The log has the details.
+            EngineError::ModelFailed | EngineError::PreprocessFailed => Self::internal(message),
+        }
+    }
+}

@@ -1,8 +1,11 @@
 //! clipd: OpenAI's CLIP on libtorch, served over gRPC.
 
 pub mod clip;
+pub mod config;
 pub mod demo;
+pub mod engine;
 pub mod error;
+pub mod grpc;
 pub mod hub;
 pub mod model;
 pub mod model_source;

@@ -1,11 +1,14 @@
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use clipd::clip::{Clip, InputLimits};
+use clipd::config::{Overrides, Settings};
 use clipd::demo::train::TrainSettings;
+use clipd::grpc::RunningServer;
 use clipd::hub::HubSettings;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
 use clipd::model_source::ModelSource;
@@ -20,6 +23,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the model over gRPC: clipd.v1.Clip, grpc.health.v1.Health and reflection. Settings
+    /// come from built-in defaults, then --config FILE, then CLIPD__SECTION__KEY environment
+    /// variables (e.g. CLIPD__BATCHING__MAX_DELAY_MS=5), then these flags.
+    Serve(ServeArgs),
     /// Embed texts and images and print one JSON object to stdout:
     /// {"model": NAME, "dim": N, "text": [[...], ...], "image": [[...], ...]}, each list in the
     /// order given, every vector L2-normalised.
@@ -27,6 +34,26 @@ enum Command {
     /// Train the demo CLIP on synthetic shapes (colours x shapes, with captions) and write it as a
     /// Hugging Face checkpoint directory; prints the held-out evaluation as JSON to stdout.
     TrainDemo(TrainDemoArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A settings file, TOML or YAML (by its extension); see config/clipd.example.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A CLIP checkpoint directory in Hugging Face layout or a hub id (model.source). Default: the
+    /// bundled demo model.
+    #[arg(long, value_name = "DIR_OR_HUB_ID")]
+    model: Option<PathBuf>,
+    /// Where gRPC is served (server.grpc_addr). Default: 0.0.0.0:50051.
+    #[arg(long, value_name = "HOST:PORT")]
+    grpc_addr: Option<SocketAddr>,
+    /// auto, cpu, cuda or cuda:N (model.device). Default: auto.
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// f32, f16 or bf16 (model.dtype). Default: f32.
+    #[arg(long)]
+    dtype: Option<Dtype>,
 }
 
 #[derive(Args)]
@@ -173,6 +200,45 @@ fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        model: args.model.clone(),
+        grpc_addr: args.grpc_addr,
+        device: args.device,
+        dtype: args.dtype,
+    };
+    let settings = Settings::load(args.config.as_deref(), &overrides)?;
+    if settings.model_source() == ModelSource::Bundled {
+        tracing::warn!(
+            "no model configured: serving the bundled demo model, a small CLIP trained on \
+             synthetic coloured shapes (not a real CLIP; set --model or model.source)"
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let mut server = RunningServer::start(settings, HubSettings::from_env()).await?;
+        tokio::select! {
+            ready = server.ready() => { ready?; }
+            () = stop_signal() => return Ok(()),
+        }
+        tracing::info!(addr = %server.addr(), "serving");
+        stop_signal().await;
+        tracing::info!("stopping: finishing the requests in flight");
+        server.shutdown().await?;
+        Ok(())
+    })
+}
+
+/// SIGINT or SIGTERM (what Kubernetes sends).
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 fn train_demo(args: &TrainDemoArgs) -> anyhow::Result<()> {
     if args.threads > 0 {
         tch::set_num_threads(args.threads);
@@ -209,6 +275,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Serve(args) => serve(args),
         Command::Embed(args) => embed(args),
         Command::TrainDemo(args) => train_demo(args),
     };

@@ -119,17 +119,10 @@ impl LoadedModel {
             drop(self.embed_text(&ids));
             drop(self.embed_image(&pixels));
         }))
-        .map_err(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown libtorch failure".into());
-            ModelError::Warmup {
-                device: format!("{:?}", self.device),
-                dtype: self.dtype.to_string(),
-                message,
-            }
+        .map_err(|panic| ModelError::Warmup {
+            device: format!("{:?}", self.device),
+            dtype: self.dtype.to_string(),
+            message: panic_message(panic.as_ref()),
         })
     }
 
@@ -148,6 +141,15 @@ impl LoadedModel {
             l2_normalize(&self.model.image_features(&pixels))
         })
     }
+}
+
+/// What a libtorch call that panicked said (tch panics with the C++ exception's message).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown libtorch failure".into())
 }
 
 /// Normalises in f32 whatever the compute dtype, and returns the result on the CPU.

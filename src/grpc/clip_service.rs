@@ -1,0 +1,178 @@
+//! `clipd.v1.Clip`: validate, convert, call the engine, map the error.
+
+use std::sync::{Arc, OnceLock};
+
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::deadline;
+use super::pb;
+use crate::config::Settings;
+use crate::engine::{EmbedInput, Embedded, Engine};
+use crate::error::EngineError;
+
+pub struct ClipService {
+    /// Set once the model has loaded; until then every RPC is UNAVAILABLE.
+    pub engine: Arc<OnceLock<Engine>>,
+    pub settings: Settings,
+}
+
+impl ClipService {
+    fn engine(&self) -> Result<&Engine, Status> {
+        self.engine
+            .get()
+            .ok_or_else(|| Status::unavailable("the model is loading; retry shortly"))
+    }
+}
+
+fn inputs(inputs: Vec<pb::Input>) -> Result<Vec<EmbedInput>, EngineError> {
+    inputs
+        .into_iter()
+        .enumerate()
+        .map(|(index, input)| match input.kind {
+            Some(pb::input::Kind::Text(text)) => Ok(EmbedInput::Text(text)),
+            Some(pb::input::Kind::Image(bytes)) => Ok(EmbedInput::Image(bytes)),
+            None => Err(EngineError::EmptyInput { index }),
+        })
+        .collect()
+}
+
+fn response(embedded: Embedded, model: &str) -> pb::EmbedResponse {
+    let micros = |d: std::time::Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+    let timing = embedded.timing;
+    pb::EmbedResponse {
+        embeddings: embedded
+            .embeddings
+            .into_iter()
+            .map(|e| pb::Embedding {
+                values: e.values,
+                truncated: e.truncated,
+            })
+            .collect(),
+        model: model.to_owned(),
+        timing: Some(pb::Timing {
+            preprocess_micros: micros(timing.preprocess),
+            queue_micros: micros(timing.queue),
+            model_micros: micros(timing.model),
+            batches: timing.batches as u32,
+            batch_size: timing.batch_size as u32,
+        }),
+    }
+}
+
+async fn embed(
+    engine: &Engine,
+    request: pb::EmbedRequest,
+    deadline: Option<std::time::Instant>,
+) -> Result<pb::EmbedResponse, EngineError> {
+    let embedded = engine.embed(inputs(request.inputs)?, deadline).await?;
+    Ok(response(embedded, &engine.description().name))
+}
+
+#[tonic::async_trait]
+impl pb::clip_server::Clip for ClipService {
+    async fn embed(
+        &self,
+        request: Request<pb::EmbedRequest>,
+    ) -> Result<Response<pb::EmbedResponse>, Status> {
+        let deadline = deadline::of(request.metadata());
+        let engine = self.engine()?;
+        Ok(Response::new(
+            embed(engine, request.into_inner(), deadline).await?,
+        ))
+    }
+
+    type EmbedStreamStream = ReceiverStream<Result<pb::EmbedResponse, Status>>;
+
+    async fn embed_stream(
+        &self,
+        request: Request<Streaming<pb::EmbedRequest>>,
+    ) -> Result<Response<Self::EmbedStreamStream>, Status> {
+        let deadline = deadline::of(request.metadata());
+        let engine = self.engine()?.clone();
+        let limit = self.settings.server.stream_max_in_flight;
+        let (responses, stream) = mpsc::channel(limit);
+        tokio::spawn(run_stream(
+            engine,
+            request.into_inner(),
+            responses,
+            limit,
+            deadline,
+        ));
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    async fn get_model_info(
+        &self,
+        _: Request<pb::GetModelInfoRequest>,
+    ) -> Result<Response<pb::ModelInfo>, Status> {
+        let model = self.engine()?.description();
+        let (limits, batching) = (&self.settings.limits, &self.settings.batching);
+        Ok(Response::new(pb::ModelInfo {
+            name: model.name.clone(),
+            dim: model.dim as u32,
+            image_size: model.image_size as u32,
+            context_length: model.context_length as u32,
+            device: model.device.clone(),
+            dtype: model.dtype.clone(),
+            max_inputs_per_request: limits.max_inputs_per_request as u32,
+            max_image_bytes: limits.max_image_bytes as u64,
+            max_image_pixels: limits.max_image_pixels,
+            max_text_bytes: limits.max_text_bytes as u32,
+            max_message_bytes: self.settings.server.max_message_bytes as u64,
+            max_batch_size: batching.max_batch_size as u32,
+            max_delay_ms: batching.max_delay_ms as u32,
+        }))
+    }
+}
+
+/// Works on up to `limit` messages of a stream at once and answers them in order. While `limit`
+/// are in flight, or the client is not reading the answers, the stream is not read: HTTP/2 flow
+/// control then holds the client back. The first failure ends the stream with its status.
+async fn run_stream(
+    engine: Engine,
+    mut requests: Streaming<pb::EmbedRequest>,
+    responses: mpsc::Sender<Result<pb::EmbedResponse, Status>>,
+    limit: usize,
+    deadline: Option<std::time::Instant>,
+) {
+    let mut in_flight = FuturesOrdered::new();
+    let mut received = 0usize;
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some((index, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                let result: Result<pb::EmbedResponse, EngineError> = result;
+                let result = result.map_err(|e| {
+                    let status = Status::from(e);
+                    Status::new(status.code(), format!("message {index}: {}", status.message()))
+                });
+                let failed = result.is_err();
+                if responses.send(result).await.is_err() || failed {
+                    return;
+                }
+            }
+            message = requests.message(), if reading && in_flight.len() < limit => {
+                match message {
+                    Ok(Some(request)) => {
+                        let engine = &engine;
+                        let index = received;
+                        received += 1;
+                        in_flight.push_back(async move {
+                            (index, embed(engine, request, deadline).await)
+                        });
+                    }
+                    Ok(None) => reading = false,
+                    Err(status) => {
+                        let _ = responses.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+            else => return,
+        }
+    }
+}

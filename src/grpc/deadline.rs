@@ -1,0 +1,53 @@
+//! The client's deadline, as gRPC sends it: the `grpc-timeout` header.
+
+use std::time::{Duration, Instant};
+
+use tonic::metadata::MetadataMap;
+
+/// When the request's deadline passes, if the client set one. A malformed header counts as none,
+/// as tonic's own timeout layer treats it.
+pub fn of(metadata: &MetadataMap) -> Option<Instant> {
+    let timeout = parse(metadata.get("grpc-timeout")?.to_str().ok()?)?;
+    Instant::now().checked_add(timeout)
+}
+
+/// "TimeoutValue TimeoutUnit": at most 8 ASCII digits, then H, M, S, m, u or n.
+fn parse(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+    use std::time::Duration;
+
+    #[test]
+    fn every_unit() {
+        assert_eq!(parse("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse("99999999n"), Some(Duration::from_nanos(99_999_999)));
+    }
+
+    #[test]
+    fn malformed_values_are_ignored() {
+        for value in ["", "S", "5", "5s", "123456789S", "-5S", "1.5S", "5 S"] {
+            assert_eq!(parse(value), None, "{value:?}");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The gRPC surface: thin service implementations over the engine, and the server around them.
+
+mod clip_service;
+mod deadline;
+mod server;
+
+pub use server::{RunningServer, ServeError};
+
+/// The generated protobuf types, client and server.
+pub mod pb {
+    tonic::include_proto!("clipd.v1");
+
+    /// The encoded descriptors of clipd.proto, for reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/clipd_descriptor.bin"));
+}

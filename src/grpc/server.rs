@@ -1,0 +1,176 @@
+//! The server: binds first and answers health checks (NOT_SERVING) while the model loads, then
+//! serves `clipd.v1.Clip`, `grpc.health.v1.Health` and reflection (v1 and v1alpha).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use super::clip_service::ClipService;
+use super::pb;
+use crate::config::Settings;
+use crate::engine::{Engine, EngineSettings, Health, ModelSpec};
+use crate::error::LoadError;
+use crate::hub::HubSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid settings: {0}")]
+    Settings(#[from] crate::config::ConfigError),
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the gRPC server task panicked")]
+    Panicked,
+}
+
+/// The health-checked service names; "" is the server as a whole.
+const SERVICES: [&str; 2] = ["", "clipd.v1.Clip"];
+
+/// A server accepting connections. Dropping it does not stop it: call `shutdown`.
+pub struct RunningServer {
+    addr: SocketAddr,
+    engine: Arc<OnceLock<Engine>>,
+    loading: Option<JoinHandle<Result<(), LoadError>>>,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// Binds `settings.server.grpc_addr` (port 0: any free port) and starts loading the model in
+    /// the background; `ready` waits for it.
+    pub async fn start(settings: Settings, hub: HubSettings) -> Result<Self, ServeError> {
+        settings.validate()?;
+        let addr = settings.server.grpc_addr;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        for service in SERVICES {
+            reporter
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let engine = Arc::new(OnceLock::new());
+        let max_message_bytes = settings.server.max_message_bytes;
+        let clip = pb::clip_server::ClipServer::new(ClipService {
+            engine: engine.clone(),
+            settings: settings.clone(),
+        })
+        .max_decoding_message_size(max_message_bytes);
+
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health_service)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .add_service(clip)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stopped.await;
+                }),
+        );
+        tracing::info!(%addr, "listening for gRPC");
+        let loading = tokio::spawn(load(settings, hub, engine.clone(), reporter));
+        Ok(Self {
+            addr,
+            engine,
+            loading: Some(loading),
+            stop,
+            serving,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The engine, once the model has loaded.
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.get()
+    }
+
+    /// Waits until the model has loaded and the server reports SERVING.
+    pub async fn ready(&mut self) -> Result<&Engine, ServeError> {
+        if let Some(loading) = self.loading.take() {
+            loading.await.map_err(|_| ServeError::Panicked)??;
+        }
+        Ok(self.engine.get().expect("set when loading succeeded"))
+    }
+
+    /// Stops accepting connections and waits for the requests in flight to finish.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.stop.send(());
+        if let Some(loading) = self.loading {
+            loading.abort();
+        }
+        self.serving.await.map_err(|_| ServeError::Panicked)??;
+        Ok(())
+    }
+}
+
+async fn load(
+    settings: Settings,
+    hub: HubSettings,
+    cell: Arc<OnceLock<Engine>>,
+    reporter: HealthReporter,
+) -> Result<(), LoadError> {
+    let options = settings.model_options().expect("validated at start");
+    let spec = ModelSpec {
+        source: settings.model_source(),
+        hub,
+        options,
+        limits: settings.limits.inputs(),
+        threads: settings.model.threads,
+    };
+    let engine_settings = EngineSettings {
+        batching: settings.batching.clone(),
+        max_inputs_per_request: settings.limits.max_inputs_per_request,
+        preprocess_threads: settings.server.preprocess_threads,
+    };
+    let engine = Engine::start(spec, &engine_settings).await?;
+    let health = engine.health();
+    let _ = cell.set(engine);
+    tokio::spawn(report_health(health, reporter));
+    Ok(())
+}
+
+/// Mirrors the engine's health into the gRPC health service.
+async fn report_health(mut health: tokio::sync::watch::Receiver<Health>, reporter: HealthReporter) {
+    loop {
+        let status = match *health.borrow_and_update() {
+            Health::Serving => ServingStatus::Serving,
+            Health::Stalled | Health::Stopped => ServingStatus::NotServing,
+        };
+        for service in SERVICES {
+            reporter.set_service_status(service, status).await;
+        }
+        if health.changed().await.is_err() {
+            return;
+        }
+    }
+}

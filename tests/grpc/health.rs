@@ -1,0 +1,251 @@
+//! Health transitions, reflection, and the `clipd serve` process.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clipd::grpc::RunningServer;
+use clipd::hub::HubSettings;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::common;
+use crate::support::*;
+
+async fn status(channel: Channel, service: &str) -> ServingStatus {
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap();
+    response.into_inner().status()
+}
+
+/// A checkpoint whose config.json is a FIFO: loading blocks on it until the test writes it.
+struct BlockedCheckpoint {
+    dir: PathBuf,
+}
+
+impl BlockedCheckpoint {
+    fn new() -> Self {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("clipd-blocked-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = common::model_dir("tiny-a");
+        for file in ["model.safetensors", "preprocessor_config.json"] {
+            std::fs::copy(source.join(file), dir.join(file)).unwrap();
+        }
+        std::fs::copy(
+            common::fixtures().join("models/tokenizer/tokenizer.json"),
+            dir.join("tokenizer.json"),
+        )
+        .unwrap();
+        let made = Command::new("mkfifo")
+            .arg(dir.join("config.json"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        Self { dir }
+    }
+
+    /// Lets the loader read config.json.
+    fn release(&self) {
+        let config = std::fs::read(common::model_dir("tiny-a").join("config.json")).unwrap();
+        let fifo = self.dir.join("config.json");
+        std::thread::spawn(move || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(fifo)
+                .unwrap()
+                .write_all(&config)
+                .unwrap();
+        });
+    }
+}
+
+impl Drop for BlockedCheckpoint {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_serving_until_the_model_is_loaded() {
+    let checkpoint = BlockedCheckpoint::new();
+    let mut s = settings("tiny-a");
+    s.model.source = Some(checkpoint.dir.clone());
+    let mut server = RunningServer::start(s, HubSettings::from_env())
+        .await
+        .unwrap();
+    let channel = channel(&server).await;
+    for service in ["", "clipd.v1.Clip"] {
+        assert_eq!(
+            status(channel.clone(), service).await,
+            ServingStatus::NotServing
+        );
+    }
+    let mut client = clipd::grpc::pb::clip_client::ClipClient::new(channel.clone());
+    let refused = embed_err(&mut client, vec![text("too early")]).await;
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    checkpoint.release();
+    server.ready().await.unwrap();
+    for service in ["", "clipd.v1.Clip"] {
+        // The health reporter is updated just after the engine is published.
+        let mut now = status(channel.clone(), service).await;
+        for _ in 0..100 {
+            if now == ServingStatus::Serving {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            now = status(channel.clone(), service).await;
+        }
+        assert_eq!(now, ServingStatus::Serving, "{service:?}");
+    }
+    embed(&mut client, vec![text("now")]).await;
+    server.shutdown().await.unwrap();
+}
+
+/// A forward pass longer than the stall limit turns health NOT_SERVING until it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_model_is_not_serving() {
+    let mut s = settings("tiny-a");
+    s.batching.stall_timeout_ms = 1;
+    s.batching.max_batch_size = 256;
+    s.limits.max_inputs_per_request = 256;
+    let server = TestServer::start(s).await;
+    let channel = channel(&server.server).await;
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: "clipd.v1.Clip".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(update)) = watch.message().await {
+            log.lock().unwrap().push(update.status());
+        }
+    });
+    let long = "a long caption of many words ".repeat(20);
+    let statuses = || seen.lock().unwrap().clone();
+    for _ in 0..5 {
+        embed(&mut server.client.clone(), vec![text(&long); 256]).await;
+        if statuses().contains(&ServingStatus::NotServing) {
+            break;
+        }
+    }
+    assert_eq!(statuses().first(), Some(&ServingStatus::Serving));
+    assert!(
+        statuses().contains(&ServingStatus::NotServing),
+        "{:?}",
+        statuses()
+    );
+    // Serving again once the forward pass is over.
+    for _ in 0..500 {
+        if statuses().last() == Some(&ServingStatus::Serving) && statuses().len() > 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        statuses().last(),
+        Some(&ServingStatus::Serving),
+        "{:?}",
+        statuses()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_the_services_in_both_versions() {
+    use tokio_stream::StreamExt;
+    let server = TestServer::start(settings("tiny-b")).await;
+    let channel = channel(&server.server).await;
+
+    use tonic_reflection::pb::v1;
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut responses = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("{response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for name in ["clipd.v1.Clip", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == name), "{names:?}");
+    }
+
+    use tonic_reflection::pb::v1alpha;
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "clipd.v1.Clip".into(),
+            ),
+        ),
+    };
+    let mut responses = v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    assert!(
+        matches!(
+            response.message_response,
+            Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+        ),
+        "{response:?}"
+    );
+}
+
+/// The binary: serves on the address it logs, and exits 0 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clipd_serve_runs_and_stops_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clipd"))
+        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--model"])
+        .arg(common::model_dir("tiny-b"))
+        .env("CLIPD__BATCHING__MAX_DELAY_MS", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("clipd serve exited early").unwrap();
+        if let Some((_, addr)) = line.split_once("serving addr=") {
+            break addr.trim().to_owned();
+        }
+    };
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = clipd::grpc::pb::clip_client::ClipClient::new(channel.clone());
+    let response = embed(&mut client, vec![text("hello"), image("rgb_64x64.png")]).await;
+    assert_eq!(response.model, "tiny-b");
+    assert_eq!(status(channel, "").await, ServingStatus::Serving);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
