@@ -12,6 +12,8 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use anyhow::{bail, Context};
 use clipd::model::{ClipConfig, DeviceSpec, Dtype, LoadedModel, ModelOptions};
 use tch::{Device, Kind, Tensor};
@@ -30,12 +32,7 @@ fn parse_args() -> anyhow::Result<Args> {
         dtypes: vec![Dtype::F32, Dtype::Bf16],
         device: DeviceSpec::Cpu,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--bench" {
-            continue;
-        }
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+    for (flag, value) in common::flags()? {
         match flag.as_str() {
             "--model" => args.model = value.into(),
             "--threads" => args.threads = value.parse()?,

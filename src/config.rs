@@ -156,8 +156,17 @@ pub struct Overrides {
 }
 
 impl Settings {
-    /// Reads the layers and validates the result.
+    /// Reads the layers, the process environment among them, and validates the result.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(file, std::env::vars().collect(), overrides)
+    }
+
+    /// As `load`, with the environment given.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: std::collections::HashMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
         let mut builder =
             config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
         if let Some(file) = file {
@@ -165,6 +174,7 @@ impl Settings {
         }
         builder = builder.add_source(
             config::Environment::with_prefix("CLIPD")
+                .source(Some(env))
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true),
@@ -244,4 +254,129 @@ where
         key,
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("clipd-config-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_example_file_holds_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clipd.example.toml");
+        let loaded = Settings::load_with_env(Some(&example), env(&[]), &Overrides::default());
+        assert_eq!(loaded.unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let file = write(
+            "layers.yaml",
+            "batching:\n  max_delay_ms: 7\n  max_batch_size: 9\nmodel:\n  dtype: bf16\n",
+        );
+        let vars = env(&[
+            ("CLIPD__BATCHING__MAX_BATCH_SIZE", "12"),
+            ("CLIPD__MODEL__DTYPE", "f16"),
+            ("CLIPD__SERVER__GRPC_ADDR", "127.0.0.1:7000"),
+            ("UNRELATED", "1"),
+        ]);
+        let overrides = Overrides {
+            grpc_addr: Some(([127, 0, 0, 1], 8000).into()),
+            model: Some("some/model".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::load_with_env(Some(&file), vars, &overrides).unwrap();
+        assert_eq!(s.batching.max_delay_ms, 7, "file over default");
+        assert_eq!(s.batching.max_batch_size, 12, "environment over file");
+        assert_eq!(s.model.dtype, "f16");
+        assert_eq!(
+            s.server.grpc_addr,
+            ([127, 0, 0, 1], 8000).into(),
+            "flag over environment"
+        );
+        assert_eq!(s.model.source, Some(PathBuf::from("some/model")));
+        assert_eq!(s.limits, LimitSettings::default());
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let file = write("unknown.toml", "[batching]\nmax_delay = 5\n");
+        let e = Settings::load_with_env(Some(&file), env(&[]), &Overrides::default());
+        assert!(e.unwrap_err().to_string().contains("max_delay"));
+        std::fs::remove_file(file).unwrap();
+        let vars = env(&[("CLIPD__LIMITS__MAX_IMAGES", "3")]);
+        let e = Settings::load_with_env(None, vars, &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("max_images"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let cases = [
+            (
+                "CLIPD__BATCHING__MAX_BATCH_SIZE",
+                "0",
+                "batching.max_batch_size",
+            ),
+            (
+                "CLIPD__BATCHING__MAX_QUEUED_INPUTS",
+                "10",
+                "batching.max_queued_inputs",
+            ),
+            (
+                "CLIPD__BATCHING__STALL_TIMEOUT_MS",
+                "0",
+                "batching.stall_timeout_ms",
+            ),
+            (
+                "CLIPD__SERVER__STREAM_MAX_IN_FLIGHT",
+                "0",
+                "server.stream_max_in_flight",
+            ),
+            (
+                "CLIPD__SERVER__MAX_MESSAGE_BYTES",
+                "1000",
+                "server.max_message_bytes",
+            ),
+            ("CLIPD__MODEL__DEVICE", "tpu", "model.device"),
+            ("CLIPD__MODEL__DTYPE", "f64", "model.dtype"),
+            ("CLIPD__SERVER__GRPC_ADDR", "nowhere", "server.grpc_addr"),
+            (
+                "CLIPD__BATCHING__MAX_DELAY_MS",
+                "soon",
+                "batching.max_delay_ms",
+            ),
+        ];
+        for (key, value, named) in cases {
+            let e = Settings::load_with_env(None, env(&[(key, value)]), &Overrides::default())
+                .unwrap_err();
+            assert!(e.to_string().contains(named), "{key}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let e = Settings::load_with_env(
+            Some(Path::new("/nonexistent/clipd.toml")),
+            env(&[]),
+            &Overrides::default(),
+        );
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/clipd.toml"));
+    }
 }

@@ -1,10 +1,10 @@
-//! When a queue becomes a batch: the policy is a pure function of the queue and the clock; the task
-//! around it only moves jobs.
+//! When a queue becomes a batch: the policy is a pure function of the queue, the model thread's
+//! state and the clock; the task around it only moves jobs.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::job::{Batch, Job};
 use super::stats::Stats;
@@ -21,13 +21,24 @@ pub enum Next {
     Idle,
     /// Wait for more inputs until then, and decide again.
     WaitUntil(Instant),
-    /// Send a batch to the model as soon as it can take one.
+    /// A partial batch is due, but the model is busy: let it keep growing until the model is free.
+    WaitForModel,
+    /// Send a batch to the model as soon as its slot is free.
     Flush,
 }
 
 impl BatchPolicy {
-    /// `oldest`: when the input at the head of the queue arrived.
-    pub fn next(&self, queued: usize, oldest: Option<Instant>, now: Instant) -> Next {
+    /// `oldest`: when the input at the head of the queue arrived. A full batch goes at once (and
+    /// waits in the model thread's one-batch slot while the model runs); a partial batch goes
+    /// `max_delay` after its oldest input arrived, or later if the model is still busy then, so that
+    /// inputs arriving meanwhile join it rather than split the load into small batches.
+    pub fn next(
+        &self,
+        queued: usize,
+        oldest: Option<Instant>,
+        now: Instant,
+        model_idle: bool,
+    ) -> Next {
         let Some(oldest) = oldest else {
             return Next::Idle;
         };
@@ -35,78 +46,95 @@ impl BatchPolicy {
             return Next::Flush;
         }
         let due = oldest + self.max_delay;
-        if now >= due {
+        if now < due {
+            Next::WaitUntil(due)
+        } else if model_idle {
             Next::Flush
         } else {
-            Next::WaitUntil(due)
+            Next::WaitForModel
         }
     }
 }
 
-/// Gathers one modality's jobs into batches for the model thread. A batch is sealed only once the
-/// model thread's one-batch slot is free, so inputs that arrive while the model is busy still join
-/// the next batch. Returns when the engine is dropped and the queue is empty, or when the model
-/// thread is gone.
-pub(crate) async fn run<P>(
-    policy: BatchPolicy,
-    mut incoming: mpsc::UnboundedReceiver<Job<P>>,
-    worker: mpsc::Sender<Batch>,
-    seal: fn(Vec<Job<P>>) -> Batch,
-    stats: &Stats,
-) {
-    let mut queue = VecDeque::new();
-    let mut open = true;
-    loop {
-        open &= drain(&mut incoming, &mut queue);
-        prune(&mut queue, stats);
-        if !open && queue.is_empty() {
-            return;
-        }
-        let oldest = queue.front().map(|job| job.enqueued);
-        match policy.next(queue.len(), oldest, Instant::now()) {
-            Next::Idle => match incoming.recv().await {
-                Some(job) => queue.push_back(job),
-                None => open = false,
-            },
-            Next::WaitUntil(due) => tokio::select! {
-                job = incoming.recv(), if open => match job {
+/// One modality's queue in front of the model thread.
+pub(crate) struct Batcher<P> {
+    pub policy: BatchPolicy,
+    pub incoming: mpsc::UnboundedReceiver<Job<P>>,
+    /// The model thread's one-batch slot.
+    pub worker: mpsc::Sender<Batch>,
+    pub model_idle: watch::Receiver<bool>,
+    pub seal: fn(Vec<Job<P>>) -> Batch,
+    pub stats: std::sync::Arc<Stats>,
+}
+
+impl<P> Batcher<P> {
+    /// Runs until the engine is dropped and the queue is empty, or the model thread is gone.
+    pub async fn run(mut self) {
+        let mut queue = VecDeque::new();
+        let mut open = true;
+        loop {
+            open &= drain(&mut self.incoming, &mut queue, &self.stats);
+            if !open && queue.is_empty() {
+                return;
+            }
+            let oldest = queue.front().map(|job| job.enqueued);
+            let idle = *self.model_idle.borrow();
+            match self.policy.next(queue.len(), oldest, Instant::now(), idle) {
+                Next::Idle => match self.incoming.recv().await {
                     Some(job) => queue.push_back(job),
                     None => open = false,
                 },
-                () = tokio::time::sleep_until(due.into()) => {}
-            },
-            Next::Flush => {
-                let Ok(slot) = worker.reserve().await else {
-                    return;
-                };
-                open &= drain(&mut incoming, &mut queue);
-                prune(&mut queue, stats);
-                let size = queue.len().min(policy.max_batch_size);
-                if size > 0 {
-                    slot.send(seal(queue.drain(..size).collect()));
+                Next::WaitUntil(due) => tokio::select! {
+                    job = self.incoming.recv(), if open => match job {
+                        Some(job) => queue.push_back(job),
+                        None => open = false,
+                    },
+                    () = tokio::time::sleep_until(due.into()) => {}
+                },
+                Next::WaitForModel => tokio::select! {
+                    job = self.incoming.recv(), if open => match job {
+                        Some(job) => queue.push_back(job),
+                        None => open = false,
+                    },
+                    idle = self.model_idle.wait_for(|idle| *idle) => if idle.is_err() {
+                        return;
+                    },
+                },
+                Next::Flush => {
+                    let Ok(slot) = self.worker.reserve().await else {
+                        return;
+                    };
+                    open &= drain(&mut self.incoming, &mut queue, &self.stats);
+                    let size = queue.len().min(self.policy.max_batch_size);
+                    if size > 0 {
+                        slot.send((self.seal)(queue.drain(..size).collect()));
+                    }
                 }
             }
         }
     }
 }
 
-/// Moves every job already sent into the queue; false once every sender is gone.
-fn drain<P>(incoming: &mut mpsc::UnboundedReceiver<Job<P>>, queue: &mut VecDeque<Job<P>>) -> bool {
-    loop {
+/// Moves every job already sent into the queue and drops the expired and cancelled ones; false
+/// once every sender is gone.
+fn drain<P>(
+    incoming: &mut mpsc::UnboundedReceiver<Job<P>>,
+    queue: &mut VecDeque<Job<P>>,
+    stats: &Stats,
+) -> bool {
+    let open = loop {
         match incoming.try_recv() {
             Ok(job) => queue.push_back(job),
-            Err(mpsc::error::TryRecvError::Empty) => return true,
-            Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            Err(mpsc::error::TryRecvError::Empty) => break true,
+            Err(mpsc::error::TryRecvError::Disconnected) => break false,
         }
-    }
-}
-
-fn prune<P>(queue: &mut VecDeque<Job<P>>, stats: &Stats) {
+    };
     let now = Instant::now();
     *queue = std::mem::take(queue)
         .into_iter()
         .filter_map(|job| job.into_live(now, stats))
         .collect();
+    open
 }
 
 #[cfg(test)]
@@ -120,16 +148,16 @@ mod tests {
 
     #[test]
     fn an_empty_queue_waits_for_input() {
-        assert_eq!(POLICY.next(0, None, Instant::now()), Next::Idle);
+        assert_eq!(POLICY.next(0, None, Instant::now(), true), Next::Idle);
     }
 
     #[test]
     fn a_young_partial_batch_waits_until_its_oldest_input_is_due() {
         let t0 = Instant::now();
         let due = t0 + Duration::from_millis(5);
-        assert_eq!(POLICY.next(1, Some(t0), t0), Next::WaitUntil(due));
+        assert_eq!(POLICY.next(1, Some(t0), t0, true), Next::WaitUntil(due));
         assert_eq!(
-            POLICY.next(3, Some(t0), t0 + Duration::from_millis(4)),
+            POLICY.next(3, Some(t0), t0 + Duration::from_millis(4), true),
             Next::WaitUntil(due)
         );
     }
@@ -138,11 +166,11 @@ mod tests {
     fn a_partial_batch_flushes_once_its_oldest_input_is_due() {
         let t0 = Instant::now();
         assert_eq!(
-            POLICY.next(1, Some(t0), t0 + Duration::from_millis(5)),
+            POLICY.next(1, Some(t0), t0 + Duration::from_millis(5), true),
             Next::Flush
         );
         assert_eq!(
-            POLICY.next(2, Some(t0), t0 + Duration::from_secs(9)),
+            POLICY.next(2, Some(t0), t0 + Duration::from_secs(9), true),
             Next::Flush
         );
     }
@@ -150,8 +178,27 @@ mod tests {
     #[test]
     fn a_full_batch_flushes_at_once() {
         let t0 = Instant::now();
-        assert_eq!(POLICY.next(4, Some(t0), t0), Next::Flush);
-        assert_eq!(POLICY.next(100, Some(t0), t0), Next::Flush);
+        assert_eq!(POLICY.next(4, Some(t0), t0, true), Next::Flush);
+        assert_eq!(POLICY.next(100, Some(t0), t0, true), Next::Flush);
+    }
+
+    #[test]
+    fn a_due_partial_batch_waits_while_the_model_is_busy() {
+        let t0 = Instant::now();
+        let late = t0 + Duration::from_millis(50);
+        assert_eq!(POLICY.next(2, Some(t0), late, false), Next::WaitForModel);
+        assert_eq!(POLICY.next(2, Some(t0), late, true), Next::Flush);
+        // Not yet due: the model's state does not matter.
+        assert_eq!(
+            POLICY.next(2, Some(t0), t0, false),
+            Next::WaitUntil(t0 + POLICY.max_delay)
+        );
+    }
+
+    #[test]
+    fn a_full_batch_goes_even_while_the_model_is_busy() {
+        let t0 = Instant::now();
+        assert_eq!(POLICY.next(4, Some(t0), t0, false), Next::Flush);
     }
 
     #[test]
@@ -161,6 +208,6 @@ mod tests {
             ..POLICY
         };
         let t0 = Instant::now();
-        assert_eq!(policy.next(1, Some(t0), t0), Next::Flush);
+        assert_eq!(policy.next(1, Some(t0), t0, true), Next::Flush);
     }
 }

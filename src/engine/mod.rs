@@ -13,6 +13,8 @@ use prost::bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 pub use batcher::{BatchPolicy, Next};
+
+use batcher::Batcher;
 pub use stats::{Modality, StatsSnapshot};
 
 use crate::clip::{Clip, InputLimits};
@@ -130,6 +132,7 @@ impl Engine {
         let stats = Arc::new(Stats::default());
         let (loaded_tx, loaded_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
+        let (idle_tx, model_idle) = watch::channel(false);
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("clipd-model".into())
@@ -144,7 +147,7 @@ impl Engine {
                 let description = describe(&clip);
                 let shared = (clip.tokenizer.clone(), clip.images.clone());
                 if loaded_tx.send(Ok((description, shared))).is_ok() {
-                    worker::run(&clip, batch_rx, &thread_stats);
+                    worker::run(&clip, batch_rx, &idle_tx, &thread_stats);
                 }
             })
             .map_err(|e| LoadError::Thread(e.to_string()))?;
@@ -158,11 +161,27 @@ impl Engine {
         };
         let (texts, text_rx) = mpsc::unbounded_channel();
         let (pixels, pixel_rx) = mpsc::unbounded_channel();
-        let (s1, s2) = (stats.clone(), stats.clone());
-        let tx1 = batch_tx.clone();
-        tokio::spawn(async move { batcher::run(policy, text_rx, tx1, Batch::Text, &s1).await });
         tokio::spawn(
-            async move { batcher::run(policy, pixel_rx, batch_tx, Batch::Image, &s2).await },
+            Batcher {
+                policy,
+                incoming: text_rx,
+                worker: batch_tx.clone(),
+                model_idle: model_idle.clone(),
+                seal: Batch::Text,
+                stats: stats.clone(),
+            }
+            .run(),
+        );
+        tokio::spawn(
+            Batcher {
+                policy,
+                incoming: pixel_rx,
+                worker: batch_tx,
+                model_idle,
+                seal: Batch::Image,
+                stats: stats.clone(),
+            }
+            .run(),
         );
         let (health_tx, health) = watch::channel(Health::Serving);
         tokio::spawn(watch_model_thread(

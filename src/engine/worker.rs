@@ -5,7 +5,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::job::{Batch, Done, Job};
 use super::stats::{Modality, Stats};
@@ -13,10 +13,28 @@ use crate::clip::Clip;
 use crate::error::EngineError;
 use crate::model::panic_message;
 
-/// Runs batches until every batcher is gone.
-pub(crate) fn run(clip: &Clip, mut batches: mpsc::Receiver<Batch>, stats: &Stats) {
+/// Runs batches until every batcher is gone. `idle` tells the batchers when the model waits with
+/// an empty slot: only then do they send a partial batch.
+pub(crate) fn run(
+    clip: &Clip,
+    mut batches: mpsc::Receiver<Batch>,
+    idle: &watch::Sender<bool>,
+    stats: &Stats,
+) {
     let mut number = 0;
-    while let Some(batch) = batches.blocking_recv() {
+    loop {
+        let batch = match batches.try_recv() {
+            Ok(batch) => batch,
+            Err(mpsc::error::TryRecvError::Disconnected) => return,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                idle.send_replace(true);
+                match batches.blocking_recv() {
+                    Some(batch) => batch,
+                    None => return,
+                }
+            }
+        };
+        idle.send_replace(false);
         number += 1;
         match batch {
             Batch::Text(jobs) => run_batch(jobs, Modality::Text, number, stats, |texts| {

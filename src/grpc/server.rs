@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
@@ -83,6 +83,8 @@ impl RunningServer {
         })
         .max_decoding_message_size(max_message_bytes);
 
+        // Small responses must not wait for delayed ACKs (Nagle's algorithm adds ~40 ms).
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(
             tonic::transport::Server::builder()
@@ -90,7 +92,7 @@ impl RunningServer {
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .add_service(clip)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 }),
         );
