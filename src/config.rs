@@ -177,7 +177,7 @@ impl Settings {
                 .source(Some(env))
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .ignore_empty(true),
         );
         if let Some(model) = &overrides.model {
             builder = builder.set_override("model.source", model.to_string_lossy().as_ref())?;
@@ -365,6 +365,20 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains(named), "{key}={value}: {e}");
         }
+    }
+
+    #[test]
+    fn an_empty_variable_is_unset() {
+        let vars = env(&[
+            ("CLIPD__MODEL__SOURCE", ""),
+            ("CLIPD__MODEL__DTYPE", "bf16"),
+        ]);
+        let s = Settings::load_with_env(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(s.model.source, None);
+        assert_eq!(s.model.dtype, "bf16");
+        let vars = env(&[("CLIPD__MODEL__SOURCE", "007")]);
+        let s = Settings::load_with_env(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(s.model.source, Some(PathBuf::from("007")));
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub enum Next {
     Idle,
     /// Wait for more inputs until then, and decide again.
     WaitUntil(Instant),
-    /// A partial batch is due, but the model is busy: let it keep growing until the model is free.
+    /// A partial batch is due, but the model is busy: let it keep growing until the model is ready
+    /// for it.
     WaitForModel,
     /// Send a batch to the model as soon as its slot is free.
     Flush,
@@ -30,14 +31,15 @@ pub enum Next {
 impl BatchPolicy {
     /// `oldest`: when the input at the head of the queue arrived. A full batch goes at once (and
     /// waits in the model thread's one-batch slot while the model runs); a partial batch goes
-    /// `max_delay` after its oldest input arrived, or later if the model is still busy then, so that
-    /// inputs arriving meanwhile join it rather than split the load into small batches.
+    /// `max_delay` after its oldest input arrived, or later if the model is not ready for it then
+    /// (busy with a batch it took before this one was due), so that inputs arriving meanwhile join
+    /// it rather than split the load into small batches.
     pub fn next(
         &self,
         queued: usize,
         oldest: Option<Instant>,
         now: Instant,
-        model_idle: bool,
+        model_ready: bool,
     ) -> Next {
         let Some(oldest) = oldest else {
             return Next::Idle;
@@ -48,12 +50,21 @@ impl BatchPolicy {
         let due = oldest + self.max_delay;
         if now < due {
             Next::WaitUntil(due)
-        } else if model_idle {
+        } else if model_ready {
             Next::Flush
         } else {
             Next::WaitForModel
         }
     }
+}
+
+/// What the batchers know of the model thread, published by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct ModelState {
+    /// Waiting for a batch, with an empty slot.
+    pub idle: bool,
+    /// Batches taken so far.
+    pub started: u64,
 }
 
 /// One modality's queue in front of the model thread.
@@ -62,7 +73,7 @@ pub(crate) struct Batcher<P> {
     pub incoming: mpsc::UnboundedReceiver<Job<P>>,
     /// The model thread's one-batch slot.
     pub worker: mpsc::Sender<Batch>,
-    pub model_idle: watch::Receiver<bool>,
+    pub model: watch::Receiver<ModelState>,
     pub seal: fn(Vec<Job<P>>) -> Batch,
     pub stats: std::sync::Arc<Stats>,
 }
@@ -72,14 +83,19 @@ impl<P> Batcher<P> {
     pub async fn run(mut self) {
         let mut queue = VecDeque::new();
         let mut open = true;
+        // When a due partial batch began to wait for the model: the model's `started` count then.
+        // The batch goes when the model is idle, or once the model has taken another batch (of
+        // the other modality, which could otherwise keep the slot busy forever).
+        let mut waiting_since: Option<u64> = None;
         loop {
             open &= drain(&mut self.incoming, &mut queue, &self.stats);
             if !open && queue.is_empty() {
                 return;
             }
             let oldest = queue.front().map(|job| job.enqueued);
-            let idle = *self.model_idle.borrow();
-            match self.policy.next(queue.len(), oldest, Instant::now(), idle) {
+            let model = *self.model.borrow();
+            let ready = model.idle || waiting_since.is_some_and(|since| since != model.started);
+            match self.policy.next(queue.len(), oldest, Instant::now(), ready) {
                 Next::Idle => match self.incoming.recv().await {
                     Some(job) => queue.push_back(job),
                     None => open = false,
@@ -91,16 +107,25 @@ impl<P> Batcher<P> {
                     },
                     () = tokio::time::sleep_until(due.into()) => {}
                 },
-                Next::WaitForModel => tokio::select! {
-                    job = self.incoming.recv(), if open => match job {
-                        Some(job) => queue.push_back(job),
-                        None => open = false,
-                    },
-                    idle = self.model_idle.wait_for(|idle| *idle) => if idle.is_err() {
-                        return;
-                    },
-                },
+                Next::WaitForModel => {
+                    let since = *waiting_since.get_or_insert(model.started);
+                    // Expired inputs are answered on time even while the model is busy.
+                    let expiry = queue.iter().filter_map(|job| job.deadline).min();
+                    tokio::select! {
+                        job = self.incoming.recv(), if open => match job {
+                            Some(job) => queue.push_back(job),
+                            None => open = false,
+                        },
+                        state = self.model.wait_for(|s| s.idle || s.started != since) => {
+                            if state.is_err() {
+                                return;
+                            }
+                        }
+                        () = sleep_until(expiry) => {}
+                    }
+                }
                 Next::Flush => {
+                    waiting_since = None;
                     let Ok(slot) = self.worker.reserve().await else {
                         return;
                     };
@@ -112,6 +137,13 @@ impl<P> Batcher<P> {
                 }
             }
         }
+    }
+}
+
+async fn sleep_until(instant: Option<Instant>) {
+    match instant {
+        Some(instant) => tokio::time::sleep_until(instant.into()).await,
+        None => std::future::pending().await,
     }
 }
 

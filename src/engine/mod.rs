@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 pub use batcher::{BatchPolicy, Next};
 
-use batcher::Batcher;
+use batcher::{Batcher, ModelState};
 pub use stats::{Modality, StatsSnapshot};
 
 use crate::clip::{Clip, InputLimits};
@@ -132,7 +132,7 @@ impl Engine {
         let stats = Arc::new(Stats::default());
         let (loaded_tx, loaded_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
-        let (idle_tx, model_idle) = watch::channel(false);
+        let (state_tx, model_state) = watch::channel(ModelState::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("clipd-model".into())
@@ -147,7 +147,7 @@ impl Engine {
                 let description = describe(&clip);
                 let shared = (clip.tokenizer.clone(), clip.images.clone());
                 if loaded_tx.send(Ok((description, shared))).is_ok() {
-                    worker::run(&clip, batch_rx, &idle_tx, &thread_stats);
+                    worker::run(&clip, batch_rx, &state_tx, &thread_stats);
                 }
             })
             .map_err(|e| LoadError::Thread(e.to_string()))?;
@@ -166,7 +166,7 @@ impl Engine {
                 policy,
                 incoming: text_rx,
                 worker: batch_tx.clone(),
-                model_idle: model_idle.clone(),
+                model: model_state.clone(),
                 seal: Batch::Text,
                 stats: stats.clone(),
             }
@@ -177,7 +177,7 @@ impl Engine {
                 policy,
                 incoming: pixel_rx,
                 worker: batch_tx,
-                model_idle,
+                model: model_state,
                 seal: Batch::Image,
                 stats: stats.clone(),
             }
@@ -266,7 +266,14 @@ impl Engine {
                 }
             })?;
         let started = Instant::now();
-        let prepared = self.prepare(inputs).await?;
+        let unqueued = Unqueued {
+            inputs: count,
+            deadline,
+            stats: &inner.stats,
+        };
+        let prepared = self.prepare(inputs).await;
+        std::mem::forget(unqueued);
+        let prepared = prepared?;
         let mut timing = Timing {
             preprocess: started.elapsed(),
             ..Timing::default()
@@ -349,6 +356,29 @@ impl Engine {
             }
         });
         futures_util::future::try_join_all(tasks).await
+    }
+}
+
+/// Counts a request's inputs as cancelled (or expired, past the deadline) when the request goes
+/// away while they are being prepared, before the queue would count them.
+struct Unqueued<'a> {
+    inputs: usize,
+    deadline: Option<Instant>,
+    stats: &'a Stats,
+}
+
+impl Drop for Unqueued<'_> {
+    fn drop(&mut self) {
+        for _ in 0..self.inputs {
+            if self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                self.stats.expired();
+            } else {
+                self.stats.cancelled();
+            }
+        }
     }
 }
 

@@ -91,8 +91,12 @@ impl Stats {
         self.busy_since.store(since, Relaxed);
     }
 
-    pub(crate) fn forward_ended(&self, modality: Modality, inputs: usize) {
+    pub(crate) fn forward_ended(&self) {
         self.busy_since.store(0, Relaxed);
+    }
+
+    /// A batch the model answered.
+    pub(crate) fn ran(&self, modality: Modality, inputs: usize) {
         let i = modality as usize;
         self.batches[i].fetch_add(1, Relaxed);
         self.inputs[i].fetch_add(inputs as u64, Relaxed);

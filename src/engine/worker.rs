@@ -7,18 +7,19 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
+use super::batcher::ModelState;
 use super::job::{Batch, Done, Job};
 use super::stats::{Modality, Stats};
 use crate::clip::Clip;
 use crate::error::EngineError;
 use crate::model::panic_message;
 
-/// Runs batches until every batcher is gone. `idle` tells the batchers when the model waits with
-/// an empty slot: only then do they send a partial batch.
+/// Runs batches until every batcher is gone, telling the batchers when it waits with an empty slot
+/// and when it takes a batch (they hold back partial batches meanwhile).
 pub(crate) fn run(
     clip: &Clip,
     mut batches: mpsc::Receiver<Batch>,
-    idle: &watch::Sender<bool>,
+    state: &watch::Sender<ModelState>,
     stats: &Stats,
 ) {
     let mut number = 0;
@@ -27,14 +28,17 @@ pub(crate) fn run(
             Ok(batch) => batch,
             Err(mpsc::error::TryRecvError::Disconnected) => return,
             Err(mpsc::error::TryRecvError::Empty) => {
-                idle.send_replace(true);
+                state.send_modify(|s| s.idle = true);
                 match batches.blocking_recv() {
                     Some(batch) => batch,
                     None => return,
                 }
             }
         };
-        idle.send_replace(false);
+        state.send_modify(|s| {
+            s.idle = false;
+            s.started += 1;
+        });
         number += 1;
         match batch {
             Batch::Text(jobs) => run_batch(jobs, Modality::Text, number, stats, |texts| {
@@ -66,12 +70,22 @@ fn run_batch<P>(
     }
     let payloads: Vec<&P> = jobs.iter().map(|job| &job.payload).collect();
     stats.forward_started();
-    let result = catch_unwind(AssertUnwindSafe(|| forward(&payloads)));
-    stats.forward_ended(modality, jobs.len());
+    let result = catch_unwind(AssertUnwindSafe(|| forward(&payloads)))
+        .map_err(|panic| panic_message(panic.as_ref()))
+        .and_then(|rows| match rows.len() == jobs.len() {
+            true => Ok(rows),
+            false => Err(format!(
+                "{} embeddings for {} inputs",
+                rows.len(),
+                jobs.len()
+            )),
+        });
+    stats.forward_ended();
     let model = start.elapsed();
     let batch_size = jobs.len();
     match result {
         Ok(rows) => {
+            stats.ran(modality, batch_size);
             for (job, values) in jobs.into_iter().zip(rows) {
                 let done = Done {
                     values,
@@ -83,8 +97,7 @@ fn run_batch<P>(
                 let _ = job.reply.send(Ok(done));
             }
         }
-        Err(panic) => {
-            let message = panic_message(panic.as_ref());
+        Err(message) => {
             tracing::error!(
                 ?modality,
                 batch_size,

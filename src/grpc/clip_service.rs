@@ -1,6 +1,9 @@
 //! `clipd.v1.Clip`: validate, convert, call the engine, map the error.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use futures_util::future::Either;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
@@ -62,13 +65,18 @@ fn response(embedded: Embedded, model: &str) -> pb::EmbedResponse {
     }
 }
 
+/// Embeds a request's inputs; past `deadline`, DEADLINE_EXCEEDED, and the inputs still queued
+/// are dropped.
 async fn embed(
     engine: &Engine,
     request: pb::EmbedRequest,
-    deadline: Option<std::time::Instant>,
+    deadline: Option<Instant>,
 ) -> Result<pb::EmbedResponse, EngineError> {
-    let embedded = engine.embed(inputs(request.inputs)?, deadline).await?;
-    Ok(response(embedded, &engine.description().name))
+    let work = async {
+        let embedded = engine.embed(inputs(request.inputs)?, deadline).await?;
+        Ok(response(embedded, &engine.description().name))
+    };
+    deadline::within(deadline, work).await
 }
 
 #[tonic::async_trait]
@@ -77,11 +85,10 @@ impl pb::clip_server::Clip for ClipService {
         &self,
         request: Request<pb::EmbedRequest>,
     ) -> Result<Response<pb::EmbedResponse>, Status> {
-        let deadline = deadline::of(request.metadata());
+        let deadline = deadline::of(&request);
         let engine = self.engine()?;
-        Ok(Response::new(
-            embed(engine, request.into_inner(), deadline).await?,
-        ))
+        let response = embed(engine, request.into_inner(), deadline).await?;
+        Ok(Response::new(response))
     }
 
     type EmbedStreamStream = ReceiverStream<Result<pb::EmbedResponse, Status>>;
@@ -90,7 +97,7 @@ impl pb::clip_server::Clip for ClipService {
         &self,
         request: Request<Streaming<pb::EmbedRequest>>,
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
-        let deadline = deadline::of(request.metadata());
+        let deadline = deadline::of(&request);
         let engine = self.engine()?.clone();
         let limit = self.settings.server.stream_max_in_flight;
         let (responses, stream) = mpsc::channel(limit);
@@ -110,6 +117,7 @@ impl pb::clip_server::Clip for ClipService {
     ) -> Result<Response<pb::ModelInfo>, Status> {
         let model = self.engine()?.description();
         let (limits, batching) = (&self.settings.limits, &self.settings.batching);
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(Response::new(pb::ModelInfo {
             name: model.name.clone(),
             dim: model.dim as u32,
@@ -117,39 +125,37 @@ impl pb::clip_server::Clip for ClipService {
             context_length: model.context_length as u32,
             device: model.device.clone(),
             dtype: model.dtype.clone(),
-            max_inputs_per_request: limits.max_inputs_per_request as u32,
+            max_inputs_per_request: clamp(limits.max_inputs_per_request as u64),
             max_image_bytes: limits.max_image_bytes as u64,
             max_image_pixels: limits.max_image_pixels,
-            max_text_bytes: limits.max_text_bytes as u32,
+            max_text_bytes: clamp(limits.max_text_bytes as u64),
             max_message_bytes: self.settings.server.max_message_bytes as u64,
-            max_batch_size: batching.max_batch_size as u32,
-            max_delay_ms: batching.max_delay_ms as u32,
+            max_batch_size: clamp(batching.max_batch_size as u64),
+            max_delay_ms: clamp(batching.max_delay_ms),
         }))
     }
 }
 
 /// Works on up to `limit` messages of a stream at once and answers them in order. While `limit`
 /// are in flight, or the client is not reading the answers, the stream is not read: HTTP/2 flow
-/// control then holds the client back. The first failure ends the stream with its status.
+/// control then holds the client back. The first failure ends the stream with its status, after
+/// the answers to the messages before it.
 async fn run_stream(
     engine: Engine,
     mut requests: Streaming<pb::EmbedRequest>,
     responses: mpsc::Sender<Result<pb::EmbedResponse, Status>>,
     limit: usize,
-    deadline: Option<std::time::Instant>,
+    deadline: Option<Instant>,
 ) {
     let mut in_flight = FuturesOrdered::new();
     let mut received = 0usize;
     let mut reading = true;
-    loop {
+    while reading || !in_flight.is_empty() {
         tokio::select! {
             biased;
-            Some((index, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                let result: Result<pb::EmbedResponse, EngineError> = result;
-                let result = result.map_err(|e| {
-                    let status = Status::from(e);
-                    Status::new(status.code(), format!("message {index}: {}", status.message()))
-                });
+            () = responses.closed() => return,
+            Some(result) = in_flight.next(), if !in_flight.is_empty() => {
+                let result: Result<pb::EmbedResponse, Status> = result;
                 let failed = result.is_err();
                 if responses.send(result).await.is_err() || failed {
                     return;
@@ -158,21 +164,36 @@ async fn run_stream(
             message = requests.message(), if reading && in_flight.len() < limit => {
                 match message {
                     Ok(Some(request)) => {
-                        let engine = &engine;
                         let index = received;
                         received += 1;
-                        in_flight.push_back(async move {
-                            (index, embed(engine, request, deadline).await)
-                        });
+                        in_flight.push_back(Either::Left(embed_message(
+                            &engine, request, index, deadline,
+                        )));
                     }
                     Ok(None) => reading = false,
+                    // A message that cannot be read (over the size limit, say) is answered in its
+                    // turn.
                     Err(status) => {
-                        let _ = responses.send(Err(status)).await;
-                        return;
+                        reading = false;
+                        in_flight.push_back(Either::Right(std::future::ready(Err(status))));
                     }
                 }
             }
-            else => return,
         }
     }
+}
+
+async fn embed_message(
+    engine: &Engine,
+    request: pb::EmbedRequest,
+    index: usize,
+    deadline: Option<Instant>,
+) -> Result<pb::EmbedResponse, Status> {
+    embed(engine, request, deadline).await.map_err(|e| {
+        let status = Status::from(e);
+        Status::new(
+            status.code(),
+            format!("message {index}: {}", status.message()),
+        )
+    })
 }

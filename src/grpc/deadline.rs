@@ -1,14 +1,50 @@
 //! The client's deadline, as gRPC sends it: the `grpc-timeout` header.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tonic::metadata::MetadataMap;
+use tonic::{Request, Status};
 
-/// When the request's deadline passes, if the client set one. A malformed header counts as none,
-/// as tonic's own timeout layer treats it.
-pub fn of(metadata: &MetadataMap) -> Option<Instant> {
-    let timeout = parse(metadata.get("grpc-timeout")?.to_str().ok()?)?;
-    Instant::now().checked_add(timeout)
+use crate::error::EngineError;
+
+/// tonic's own timeout layer answers CANCELLED at the client's deadline; clipd answers
+/// DEADLINE_EXCEEDED (and drops the request's queued inputs) this much earlier, so that its answer
+/// is the one sent.
+const MARGIN: Duration = Duration::from_millis(5);
+
+#[derive(Debug, Clone, Copy)]
+struct Deadline(Instant);
+
+/// An interceptor: notes the deadline when the request arrives, before its body is read.
+pub fn stamp(mut request: Request<()>) -> Result<Request<()>, Status> {
+    let deadline = request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|value| parse(value.to_str().ok()?))
+        .and_then(|timeout| Instant::now().checked_add(timeout.saturating_sub(MARGIN)));
+    if let Some(deadline) = deadline {
+        request.extensions_mut().insert(Deadline(deadline));
+    }
+    Ok(request)
+}
+
+/// The deadline `stamp` noted, if the client set one. A malformed header counts as none, as
+/// tonic's timeout layer treats it.
+pub fn of<T>(request: &Request<T>) -> Option<Instant> {
+    request.extensions().get::<Deadline>().map(|d| d.0)
+}
+
+/// Runs `work`, or gives up with DEADLINE_EXCEEDED at the deadline.
+pub async fn within<T>(
+    deadline: Option<Instant>,
+    work: impl Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
+            .await
+            .unwrap_or(Err(EngineError::DeadlineExceeded)),
+        None => work.await,
+    }
 }
 
 /// "TimeoutValue TimeoutUnit": at most 8 ASCII digits, then H, M, S, m, u or n.

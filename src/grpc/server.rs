@@ -10,7 +10,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use tonic::service::interceptor::InterceptedService;
+
 use super::clip_service::ClipService;
+use super::deadline;
 use super::pb;
 use crate::config::Settings;
 use crate::engine::{Engine, EngineSettings, Health, ModelSpec};
@@ -28,8 +31,8 @@ pub enum ServeError {
     Settings(#[from] crate::config::ConfigError),
     #[error("cannot build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    #[error(transparent)]
-    Load(#[from] LoadError),
+    #[error("{0}")]
+    NotLoaded(String),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("the gRPC server task panicked")]
@@ -39,11 +42,14 @@ pub enum ServeError {
 /// The health-checked service names; "" is the server as a whole.
 const SERVICES: [&str; 2] = ["", "clipd.v1.Clip"];
 
-/// A server accepting connections. Dropping it does not stop it: call `shutdown`.
+/// A server accepting connections. `shutdown` stops it and waits; dropping it starts the same
+/// graceful stop without waiting.
 pub struct RunningServer {
     addr: SocketAddr,
     engine: Arc<OnceLock<Engine>>,
     loading: Option<JoinHandle<Result<(), LoadError>>>,
+    /// Why loading failed, once `ready` has seen it.
+    load_failure: Option<String>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -82,6 +88,7 @@ impl RunningServer {
             settings: settings.clone(),
         })
         .max_decoding_message_size(max_message_bytes);
+        let clip = InterceptedService::new(clip, deadline::stamp);
 
         // Small responses must not wait for delayed ACKs (Nagle's algorithm adds ~40 ms).
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -102,6 +109,7 @@ impl RunningServer {
             addr,
             engine,
             loading: Some(loading),
+            load_failure: None,
             stop,
             serving,
         })
@@ -116,12 +124,24 @@ impl RunningServer {
         self.engine.get()
     }
 
-    /// Waits until the model has loaded and the server reports SERVING.
+    /// Waits until the model has loaded and the server reports SERVING. Safe to cancel and to call
+    /// again.
     pub async fn ready(&mut self) -> Result<&Engine, ServeError> {
-        if let Some(loading) = self.loading.take() {
-            loading.await.map_err(|_| ServeError::Panicked)??;
+        if let Some(loading) = &mut self.loading {
+            let result = loading.await;
+            self.loading = None;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.load_failure = Some(e.to_string()),
+                Err(_) => self.load_failure = Some("the loading task panicked".into()),
+            }
         }
-        Ok(self.engine.get().expect("set when loading succeeded"))
+        match (self.engine.get(), &self.load_failure) {
+            (Some(engine), _) => Ok(engine),
+            (None, failure) => Err(ServeError::NotLoaded(
+                failure.clone().unwrap_or_else(|| "unknown failure".into()),
+            )),
+        }
     }
 
     /// Stops accepting connections and waits for the requests in flight to finish.
