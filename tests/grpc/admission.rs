@@ -93,18 +93,22 @@ async fn cancelled_requests_never_reach_the_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_modality_cannot_starve_the_other() {
     let mut s = settings("tiny-a");
-    s.batching.max_batch_size = 4;
+    s.batching.max_batch_size = 64;
     s.batching.max_delay_ms = 1;
     let server = TestServer::start(s).await;
+    // Each request is one full batch of long texts, slower to run than a client takes to send
+    // the next one.
+    let long = "words of a long caption ".repeat(20);
     let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let floods: Vec<_> = (0..6)
         .map(|i| {
             let mut client = server.client.clone();
             let flooding = flooding.clone();
+            let caption = format!("{long} {i}");
             tokio::spawn(async move {
                 let mut sent = 0;
-                while flooding.load(std::sync::atomic::Ordering::SeqCst) && sent < 2000 {
-                    embed(&mut client, vec![text(&format!("flood {i}")); 4]).await;
+                while flooding.load(std::sync::atomic::Ordering::SeqCst) && sent < 300 {
+                    embed(&mut client, vec![text(&caption); 64]).await;
                     sent += 1;
                 }
                 sent
@@ -121,7 +125,7 @@ async fn one_modality_cannot_starve_the_other() {
     flooding.store(false, std::sync::atomic::Ordering::SeqCst);
     for flood in floods {
         assert!(
-            flood.await.unwrap() < 2000,
+            flood.await.unwrap() < 300,
             "the image waited for the floods to end"
         );
     }
