@@ -1,12 +1,15 @@
 //! The settings tree and its layers, lowest first: built-in defaults, the `--config` file (TOML or
 //! YAML), `CLIPD__SECTION__KEY` environment variables, command-line flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ann::HnswSettings;
+use crate::classify::{label_set_problem, TemplateSet};
 use crate::clip::InputLimits;
 use crate::model::{DeviceSpec, Dtype, ModelOptions};
 use crate::model_source::ModelSource;
@@ -19,6 +22,9 @@ pub struct Settings {
     pub model: ModelSettings,
     pub batching: BatchingSettings,
     pub limits: LimitSettings,
+    pub classify: ClassifySettings,
+    /// Named classifiers, embedded at start-up (`Classify` with `classifier: NAME`).
+    pub classifiers: BTreeMap<String, ClassifierSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,13 +143,96 @@ impl LimitSettings {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassifySettings {
+    /// Memory for label vectors of request label sets (named classifiers keep their own).
+    pub cache_bytes: usize,
+    /// Labels in one request's label set.
+    pub max_labels: usize,
+    /// Templates in one request's label set.
+    pub max_templates: usize,
+    /// Scores returned per input; `top_k` 0 asks for every label up to this.
+    pub max_top_k: usize,
+    /// Classifiers with at least this many labels answer from an HNSW index of their label
+    /// vectors (candidates re-scored exactly) instead of scoring every label.
+    pub hnsw_min_labels: usize,
+    pub hnsw: HnswSettings,
+}
+
+impl Default for ClassifySettings {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 64 << 20,
+            max_labels: 1000,
+            max_templates: 100,
+            max_top_k: 1000,
+            hnsw_min_labels: 2000,
+            hnsw: HnswSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassifierSettings {
+    pub labels: Vec<String>,
+    /// Prompt templates, each with `{}` for the label; none: `template_set`'s.
+    pub templates: Vec<String>,
+    /// A built-in template set: "default" (one prompt) or "imagenet" (CLIP's 80).
+    pub template_set: Option<String>,
+    /// Per label: the probability at which the label is flagged.
+    pub thresholds: BTreeMap<String, f32>,
+}
+
+impl ClassifierSettings {
+    /// The templates its labels are embedded with (validated at start-up).
+    pub fn templates(&self) -> Vec<String> {
+        match (&self.template_set, self.templates.is_empty()) {
+            (Some(set), true) => set
+                .parse::<TemplateSet>()
+                .expect("validated at start-up")
+                .templates(),
+            (None, true) => TemplateSet::Default.templates(),
+            (_, false) => self.templates.clone(),
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        if let Some(problem) = label_set_problem(&self.labels, &self.templates) {
+            return Some(problem);
+        }
+        if let Some(set) = &self.template_set {
+            if !self.templates.is_empty() {
+                return Some("set templates or template_set, not both".into());
+            }
+            if let Err(e) = set.parse::<TemplateSet>() {
+                return Some(e);
+            }
+        }
+        self.thresholds.iter().find_map(|(label, t)| {
+            if !self.labels.contains(label) {
+                Some(format!(
+                    "threshold for {label:?}, which is not one of the labels"
+                ))
+            } else if !(0.0..=1.0).contains(t) {
+                Some(format!(
+                    "threshold for {label:?} is {t}; probabilities are 0 to 1"
+                ))
+            } else {
+                None
+            }
+        })
+    }
+}
+
 /// A setting that cannot work, named by its key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(transparent)]
     Layers(#[from] config::ConfigError),
     #[error("{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    Invalid { key: String, reason: String },
 }
 
 /// Values given on the command line; they override every other layer.
@@ -197,9 +286,9 @@ impl Settings {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, reason: &str| {
+        let invalid = |key: &str, reason: &str| {
             Err(ConfigError::Invalid {
-                key,
+                key: key.to_owned(),
                 reason: reason.to_owned(),
             })
         };
@@ -224,6 +313,14 @@ impl Settings {
         if s.stream_max_in_flight == 0 {
             return invalid("server.stream_max_in_flight", "must be at least 1");
         }
+        if let Some(problem) = self.classify.hnsw.problem() {
+            return invalid("classify.hnsw", &problem);
+        }
+        for (name, classifier) in &self.classifiers {
+            if let Some(problem) = classifier.problem() {
+                return invalid(&format!("classifiers.{name}"), &problem);
+            }
+        }
         if s.max_message_bytes < l.max_image_bytes {
             return invalid(
                 "server.max_message_bytes",
@@ -246,12 +343,12 @@ impl Settings {
     }
 }
 
-fn parse<T: std::str::FromStr>(key: &'static str, value: &str) -> Result<T, ConfigError>
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     value.parse().map_err(|e: T::Err| ConfigError::Invalid {
-        key,
+        key: key.to_owned(),
         reason: e.to_string(),
     })
 }

@@ -92,6 +92,8 @@ pub enum LoadError {
     Model { dir: PathBuf, source: ModelError },
     #[error("the model thread failed while loading: {0}")]
     Thread(String),
+    #[error("cannot embed the configured classifiers' labels: {0}")]
+    Classifiers(String),
 }
 
 /// Why a request to the engine was not answered with embeddings.
@@ -130,6 +132,27 @@ impl From<EngineError> for tonic::Status {
             EngineError::Unavailable(_) => Self::unavailable(message),
             // The log has the details.
             EngineError::ModelFailed | EngineError::PreprocessFailed => Self::internal(message),
+        }
+    }
+}
+
+/// Why a Classify request was not answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifyError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("no classifier named {0:?} is configured")]
+    UnknownClassifier(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+impl From<ClassifyError> for tonic::Status {
+    fn from(error: ClassifyError) -> Self {
+        match error {
+            ClassifyError::Engine(e) => e.into(),
+            ClassifyError::UnknownClassifier(_) => Self::not_found(error.to_string()),
+            ClassifyError::InvalidRequest(_) => Self::invalid_argument(error.to_string()),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! clipd: OpenAI's CLIP on libtorch, served over gRPC.
 
+pub mod ann;
+pub mod classify;
 pub mod clip;
 pub mod config;
 pub mod demo;

@@ -11,7 +11,8 @@ use crate::error::InputError;
 /// Pictures per forward pass.
 const CHUNK: usize = 64;
 
-fn png(scene: &Scene, side: usize) -> Vec<u8> {
+/// A scene as a PNG file of `side` x `side` pixels.
+pub fn png(scene: &Scene, side: usize) -> Vec<u8> {
     let image = scene.render(side);
     let mut bytes = Vec::new();
     image::write_buffer_with_format(

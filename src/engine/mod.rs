@@ -47,7 +47,7 @@ pub struct EngineSettings {
 }
 
 /// The loaded model, as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelDescription {
     pub name: String,
     pub dim: usize,
@@ -55,6 +55,9 @@ pub struct ModelDescription {
     pub context_length: usize,
     pub device: String,
     pub dtype: String,
+    /// exp of the checkpoint's `logit_scale`: what CLIP multiplies cosine similarities by before
+    /// a softmax (100 for OpenAI's models).
+    pub logit_scale: f32,
 }
 
 /// Whether the model thread can take work.
@@ -219,6 +222,10 @@ impl Engine {
 
     pub fn description(&self) -> &ModelDescription {
         &self.inner.description
+    }
+
+    pub fn max_inputs_per_request(&self) -> usize {
+        self.inner.max_inputs_per_request
     }
 
     pub fn stats(&self) -> StatsSnapshot {
@@ -408,6 +415,7 @@ fn describe(clip: &Clip) -> ModelDescription {
         context_length: clip.tokenizer.context_length(),
         device,
         dtype: clip.model.dtype.to_string(),
+        logit_scale: clip.model.logit_scale(),
     }
 }
 

@@ -12,21 +12,69 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::deadline;
 use super::pb;
+use super::server::Loaded;
+use crate::classify::{Classification, Labels, TemplateSet};
 use crate::config::Settings;
-use crate::engine::{EmbedInput, Embedded, Engine};
-use crate::error::EngineError;
+use crate::engine::{EmbedInput, Embedded, Engine, Timing};
+use crate::error::{ClassifyError, EngineError};
 
 pub struct ClipService {
     /// Set once the model has loaded; until then every RPC is UNAVAILABLE.
-    pub engine: Arc<OnceLock<Engine>>,
+    pub loaded: Arc<OnceLock<Loaded>>,
     pub settings: Settings,
 }
 
 impl ClipService {
-    fn engine(&self) -> Result<&Engine, Status> {
-        self.engine
+    fn loaded(&self) -> Result<&Loaded, Status> {
+        self.loaded
             .get()
             .ok_or_else(|| Status::unavailable("the model is loading; retry shortly"))
+    }
+
+    fn engine(&self) -> Result<&Engine, Status> {
+        Ok(&self.loaded()?.engine)
+    }
+}
+
+fn labels(labels: Option<pb::classify_request::Labels>) -> Result<Labels, ClassifyError> {
+    use pb::classify_request::Labels as Given;
+    match labels {
+        Some(Given::Classifier(name)) => Ok(Labels::Named(name)),
+        Some(Given::LabelSet(set)) => {
+            let template_set = match pb::TemplateSet::try_from(set.template_set) {
+                Ok(pb::TemplateSet::Unspecified | pb::TemplateSet::Default) => TemplateSet::Default,
+                Ok(pb::TemplateSet::Imagenet) => TemplateSet::Imagenet,
+                Err(_) => {
+                    return Err(ClassifyError::InvalidRequest(format!(
+                        "unknown template_set {}",
+                        set.template_set
+                    )))
+                }
+            };
+            Ok(Labels::Set {
+                labels: set.labels,
+                templates: set.templates,
+                template_set,
+            })
+        }
+        None => Err(ClassifyError::InvalidRequest(
+            "set classifier or label_set".into(),
+        )),
+    }
+}
+
+fn scores(classification: Classification) -> pb::Classification {
+    pb::Classification {
+        scores: classification
+            .scores
+            .into_iter()
+            .map(|s| pb::LabelScore {
+                label: s.label,
+                probability: s.probability,
+                similarity: s.similarity,
+            })
+            .collect(),
+        flagged: classification.flagged,
     }
 }
 
@@ -42,9 +90,18 @@ fn inputs(inputs: Vec<pb::Input>) -> Result<Vec<EmbedInput>, EngineError> {
         .collect()
 }
 
-fn response(embedded: Embedded, model: &str) -> pb::EmbedResponse {
+fn timing(timing: Timing) -> pb::Timing {
     let micros = |d: std::time::Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
-    let timing = embedded.timing;
+    pb::Timing {
+        preprocess_micros: micros(timing.preprocess),
+        queue_micros: micros(timing.queue),
+        model_micros: micros(timing.model),
+        batches: timing.batches as u32,
+        batch_size: timing.batch_size as u32,
+    }
+}
+
+fn response(embedded: Embedded, model: &str) -> pb::EmbedResponse {
     pb::EmbedResponse {
         embeddings: embedded
             .embeddings
@@ -55,13 +112,7 @@ fn response(embedded: Embedded, model: &str) -> pb::EmbedResponse {
             })
             .collect(),
         model: model.to_owned(),
-        timing: Some(pb::Timing {
-            preprocess_micros: micros(timing.preprocess),
-            queue_micros: micros(timing.queue),
-            model_micros: micros(timing.model),
-            batches: timing.batches as u32,
-            batch_size: timing.batch_size as u32,
-        }),
+        timing: Some(timing(embedded.timing)),
     }
 }
 
@@ -111,11 +162,36 @@ impl pb::clip_server::Clip for ClipService {
         Ok(Response::new(ReceiverStream::new(stream)))
     }
 
+    async fn classify(
+        &self,
+        request: Request<pb::ClassifyRequest>,
+    ) -> Result<Response<pb::ClassifyResponse>, Status> {
+        let deadline = deadline::of(&request);
+        let loaded = self.loaded()?;
+        let request = request.into_inner();
+        let work = async {
+            let labels = labels(request.labels)?;
+            let inputs = inputs(request.inputs)?;
+            let top_k = request.top_k as usize;
+            loaded
+                .classify
+                .classify(inputs, labels, top_k, deadline)
+                .await
+        };
+        let classified = deadline::within(deadline, work).await?;
+        Ok(Response::new(pb::ClassifyResponse {
+            results: classified.results.into_iter().map(scores).collect(),
+            model: loaded.engine.description().name.clone(),
+            timing: Some(timing(classified.timing)),
+        }))
+    }
+
     async fn get_model_info(
         &self,
         _: Request<pb::GetModelInfoRequest>,
     ) -> Result<Response<pb::ModelInfo>, Status> {
-        let model = self.engine()?.description();
+        let loaded = self.loaded()?;
+        let model = loaded.engine.description();
         let (limits, batching) = (&self.settings.limits, &self.settings.batching);
         let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(Response::new(pb::ModelInfo {
@@ -132,6 +208,8 @@ impl pb::clip_server::Clip for ClipService {
             max_message_bytes: self.settings.server.max_message_bytes as u64,
             max_batch_size: clamp(batching.max_batch_size as u64),
             max_delay_ms: clamp(batching.max_delay_ms),
+            logit_scale: model.logit_scale,
+            classifiers: self.settings.classifiers.keys().cloned().collect(),
         }))
     }
 }

@@ -35,14 +35,14 @@ pub fn of<T>(request: &Request<T>) -> Option<Instant> {
 }
 
 /// Runs `work`, or gives up with DEADLINE_EXCEEDED at the deadline.
-pub async fn within<T>(
+pub async fn within<T, E: From<EngineError>>(
     deadline: Option<Instant>,
-    work: impl Future<Output = Result<T, EngineError>>,
-) -> Result<T, EngineError> {
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
             .await
-            .unwrap_or(Err(EngineError::DeadlineExceeded)),
+            .unwrap_or(Err(EngineError::DeadlineExceeded.into())),
         None => work.await,
     }
 }

@@ -15,6 +15,7 @@ use tonic::service::interceptor::InterceptedService;
 use super::clip_service::ClipService;
 use super::deadline;
 use super::pb;
+use crate::classify::Classify;
 use crate::config::Settings;
 use crate::engine::{Engine, EngineSettings, Health, ModelSpec};
 use crate::error::LoadError;
@@ -39,6 +40,12 @@ pub enum ServeError {
     Panicked,
 }
 
+/// What the services answer with, once the model has loaded.
+pub struct Loaded {
+    pub engine: Engine,
+    pub classify: Classify,
+}
+
 /// The health-checked service names; "" is the server as a whole.
 const SERVICES: [&str; 2] = ["", "clipd.v1.Clip"];
 
@@ -46,7 +53,7 @@ const SERVICES: [&str; 2] = ["", "clipd.v1.Clip"];
 /// graceful stop without waiting.
 pub struct RunningServer {
     addr: SocketAddr,
-    engine: Arc<OnceLock<Engine>>,
+    loaded: Arc<OnceLock<Loaded>>,
     loading: Option<JoinHandle<Result<(), LoadError>>>,
     /// Why loading failed, once `ready` has seen it.
     load_failure: Option<String>,
@@ -81,10 +88,10 @@ impl RunningServer {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let engine = Arc::new(OnceLock::new());
+        let loaded = Arc::new(OnceLock::new());
         let max_message_bytes = settings.server.max_message_bytes;
         let clip = pb::clip_server::ClipServer::new(ClipService {
-            engine: engine.clone(),
+            loaded: loaded.clone(),
             settings: settings.clone(),
         })
         .max_decoding_message_size(max_message_bytes);
@@ -104,10 +111,10 @@ impl RunningServer {
                 }),
         );
         tracing::info!(%addr, "listening for gRPC");
-        let loading = tokio::spawn(load(settings, hub, engine.clone(), reporter));
+        let loading = tokio::spawn(load(settings, hub, loaded.clone(), reporter));
         Ok(Self {
             addr,
-            engine,
+            loaded,
             loading: Some(loading),
             load_failure: None,
             stop,
@@ -121,7 +128,12 @@ impl RunningServer {
 
     /// The engine, once the model has loaded.
     pub fn engine(&self) -> Option<&Engine> {
-        self.engine.get()
+        self.loaded.get().map(|l| &l.engine)
+    }
+
+    /// The classifiers, once the model has loaded.
+    pub fn classify(&self) -> Option<&Classify> {
+        self.loaded.get().map(|l| &l.classify)
     }
 
     /// Waits until the model has loaded and the server reports SERVING. Safe to cancel and to call
@@ -136,7 +148,7 @@ impl RunningServer {
                 Err(_) => self.load_failure = Some("the loading task panicked".into()),
             }
         }
-        match (self.engine.get(), &self.load_failure) {
+        match (self.engine(), &self.load_failure) {
             (Some(engine), _) => Ok(engine),
             (None, failure) => Err(ServeError::NotLoaded(
                 failure.clone().unwrap_or_else(|| "unknown failure".into()),
@@ -158,7 +170,7 @@ impl RunningServer {
 async fn load(
     settings: Settings,
     hub: HubSettings,
-    cell: Arc<OnceLock<Engine>>,
+    cell: Arc<OnceLock<Loaded>>,
     reporter: HealthReporter,
 ) -> Result<(), LoadError> {
     let options = settings.model_options().expect("validated at start");
@@ -175,8 +187,11 @@ async fn load(
         preprocess_threads: settings.server.preprocess_threads,
     };
     let engine = Engine::start(spec, &engine_settings).await?;
+    let classify = Classify::start(engine.clone(), &settings)
+        .await
+        .map_err(|e| LoadError::Classifiers(e.to_string()))?;
     let health = engine.health();
-    let _ = cell.set(engine);
+    let _ = cell.set(Loaded { engine, classify });
     tokio::spawn(report_health(health, reporter));
     Ok(())
 }

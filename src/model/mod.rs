@@ -126,6 +126,18 @@ impl LoadedModel {
         })
     }
 
+    /// exp(logit_scale), as `CLIPModel` scales its logits.
+    pub fn logit_scale(&self) -> f32 {
+        tch::no_grad(|| {
+            self.model
+                .logit_scale
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu)
+                .exp()
+                .double_value(&[]) as f32
+        })
+    }
+
     /// L2-normalised f32 text embeddings, `[batch, projection_dim]`, on the CPU.
     pub fn embed_text(&self, input_ids: &Tensor) -> Tensor {
         tch::no_grad(|| l2_normalize(&self.model.text_features(&input_ids.to_device(self.device))))

@@ -5,6 +5,7 @@
 mod common;
 
 mod admission;
+mod classify;
 mod embed;
 mod health;
 mod streaming;

@@ -1,0 +1,170 @@
+//! A label set embedded: one unit vector per label, and scoring a query against them.
+
+use crate::ann::{dot, HnswSettings, UnitIndex};
+
+/// One label's score for one input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelScore {
+    pub label: String,
+    /// Softmax over the labels of similarity x the model's logit scale.
+    pub probability: f32,
+    /// Cosine similarity of the input's and the label's embeddings.
+    pub similarity: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Classification {
+    /// Best first.
+    pub scores: Vec<LabelScore>,
+    /// Labels whose probability reached their threshold.
+    pub flagged: Vec<String>,
+}
+
+pub struct Classifier {
+    labels: Vec<String>,
+    /// Row i: label i's unit vector.
+    vectors: Vec<f32>,
+    dim: usize,
+    /// Per label; NaN: none.
+    thresholds: Vec<f32>,
+    /// For large vocabularies: candidates come from HNSW, then are scored exactly.
+    index: Option<UnitIndex>,
+}
+
+impl Classifier {
+    /// `vectors`: `labels.len()` unit rows of `dim`. An HNSW index is built when there are at
+    /// least `hnsw_min_labels` labels.
+    pub fn new(
+        labels: Vec<String>,
+        vectors: Vec<f32>,
+        dim: usize,
+        thresholds: Vec<Option<f32>>,
+        hnsw_min_labels: usize,
+        hnsw: &HnswSettings,
+    ) -> Self {
+        debug_assert_eq!(vectors.len(), labels.len() * dim);
+        let index =
+            (labels.len() >= hnsw_min_labels).then(|| UnitIndex::build(&vectors, dim, hnsw));
+        Self {
+            thresholds: thresholds
+                .into_iter()
+                .map(|t| t.unwrap_or(f32::NAN))
+                .collect(),
+            labels,
+            vectors,
+            dim,
+            index,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn uses_index(&self) -> bool {
+        self.index.is_some()
+    }
+
+    fn similarity(&self, label: usize, query: &[f32]) -> f32 {
+        dot(
+            &self.vectors[label * self.dim..(label + 1) * self.dim],
+            query,
+        )
+    }
+
+    /// The `top_k` best labels for a unit `query`. Exactly, over every label; with an index, over
+    /// the candidates it returns (probabilities are then a softmax over those candidates: the rest
+    /// weigh next to nothing at CLIP's logit scale).
+    pub fn classify(&self, query: &[f32], top_k: usize, logit_scale: f32) -> Classification {
+        let candidates: Vec<usize> = match &self.index {
+            Some(index) => index.search(query, top_k.max(1)),
+            None => (0..self.labels.len()).collect(),
+        };
+        let similarities: Vec<(usize, f32)> = candidates
+            .into_iter()
+            .map(|label| (label, self.similarity(label, query)))
+            .collect();
+        let best = similarities
+            .iter()
+            .map(|(_, s)| *s)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let weights: Vec<f32> = similarities
+            .iter()
+            .map(|(_, s)| ((s - best) * logit_scale).exp())
+            .collect();
+        let total: f32 = weights.iter().sum();
+        let mut scored: Vec<(usize, f32, f32)> = similarities
+            .iter()
+            .zip(&weights)
+            .map(|(&(label, similarity), w)| (label, similarity, w / total))
+            .collect();
+        let flagged = scored
+            .iter()
+            .filter(|(label, _, p)| *p >= self.thresholds[*label])
+            .map(|(label, _, _)| self.labels[*label].clone())
+            .collect();
+        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        scored.truncate(top_k);
+        Classification {
+            scores: scored
+                .into_iter()
+                .map(|(label, similarity, probability)| LabelScore {
+                    label: self.labels[label].clone(),
+                    probability,
+                    similarity,
+                })
+                .collect(),
+            flagged,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = dot(v, v).sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    fn classifier(thresholds: Vec<Option<f32>>) -> Classifier {
+        let vectors = [unit(&[1.0, 0.0]), unit(&[0.0, 1.0]), unit(&[1.0, 1.0])].concat();
+        let labels = ["east", "north", "north-east"].map(String::from).to_vec();
+        Classifier::new(
+            labels,
+            vectors,
+            2,
+            thresholds,
+            1000,
+            &HnswSettings::default(),
+        )
+    }
+
+    #[test]
+    fn scores_are_sorted_softmaxed_and_cut_to_top_k() {
+        let c = classifier(vec![None; 3]);
+        let result = c.classify(&unit(&[1.0, 0.2]), 3, 100.0);
+        let labels: Vec<&str> = result.scores.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["east", "north-east", "north"]);
+        let total: f32 = result.scores.iter().map(|s| s.probability).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        let expected = dot(&unit(&[1.0, 0.2]), &unit(&[1.0, 1.0]));
+        assert!((result.scores[1].similarity - expected).abs() < 1e-6);
+        assert_eq!(c.classify(&unit(&[1.0, 0.2]), 1, 100.0).scores.len(), 1);
+    }
+
+    #[test]
+    fn flagged_labels_reach_their_threshold_whatever_top_k() {
+        let c = classifier(vec![Some(0.5), Some(1e-5), None]);
+        let result = c.classify(&unit(&[1.0, 0.0]), 1, 10.0);
+        assert_eq!(result.scores[0].label, "east");
+        assert_eq!(result.flagged, ["east", "north"]);
+        let result = c.classify(&unit(&[1.0, 0.0]), 3, 100.0);
+        assert_eq!(result.flagged, ["east"]);
+    }
+}
