@@ -3,12 +3,15 @@
 //!
 //! cargo bench --bench serve -- [--model DIR] [--concurrency 1,8,32,128] [--seconds 10]
 //!     [--batch-size 32] [--max-delay-ms 5] [--threads N] [--device cpu] [--dtype f32]
+//!     [--labels 10,1000,20000] [--classify-concurrency 8]
 //!
 //! First the raw forward throughput of the loaded checkpoint at --batch-size on prepared inputs;
 //! then a real server on 127.0.0.1 and, for each concurrency, that many clients sending
 //! single-image (then single-text) Embed requests back to back through the generated client:
 //! requests/s, p50 and p99 latency, errors, the mean batch size the server formed, and
-//! throughput as a share of the raw figure.
+//! throughput as a share of the raw figure. Then single-image Classify against configured
+//! classifiers of each --labels count (label vectors embedded at start-up: a warm cache), next to
+//! Embed of the same image, alternating.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -17,7 +20,8 @@ mod common;
 
 use anyhow::{bail, Context};
 use clipd::clip::Clip;
-use clipd::config::Settings;
+use clipd::config::{ClassifierSettings, Settings};
+use clipd::demo::shapes::label_vocabulary;
 use clipd::grpc::pb::{self, clip_client::ClipClient, input::Kind};
 use clipd::grpc::RunningServer;
 use clipd::hub::HubSettings;
@@ -37,6 +41,9 @@ struct Args {
     threads: usize,
     device: DeviceSpec,
     dtype: Dtype,
+    /// Label counts of the classifiers to compare with Embed; none: skip.
+    labels: Vec<usize>,
+    classify_concurrency: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -49,6 +56,8 @@ fn parse_args() -> anyhow::Result<Args> {
         threads: 0,
         device: DeviceSpec::Cpu,
         dtype: Dtype::F32,
+        labels: vec![10, 1000, 20_000],
+        classify_concurrency: 8,
     };
     for (flag, value) in common::flags()? {
         match flag.as_str() {
@@ -62,6 +71,14 @@ fn parse_args() -> anyhow::Result<Args> {
             "--threads" => args.threads = value.parse()?,
             "--device" => args.device = value.parse()?,
             "--dtype" => args.dtype = value.parse()?,
+            "--labels" => {
+                args.labels = value
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--classify-concurrency" => args.classify_concurrency = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -111,10 +128,26 @@ struct LoadResult {
     errors: Vec<String>,
 }
 
-/// `concurrency` clients, each sending one-input requests back to back for `seconds`.
+/// A request the load generator sends.
+#[derive(Clone)]
+enum Call {
+    Embed(pb::EmbedRequest),
+    Classify(pb::ClassifyRequest),
+}
+
+impl Call {
+    async fn send(&self, client: &mut ClipClient<Channel>) -> Result<(), tonic::Status> {
+        match self {
+            Self::Embed(request) => client.embed(request.clone()).await.map(drop),
+            Self::Classify(request) => client.classify(request.clone()).await.map(drop),
+        }
+    }
+}
+
+/// `concurrency` clients, each sending `call` back to back for `seconds`.
 async fn load(
     client: &ClipClient<Channel>,
-    input: pb::Input,
+    call: Call,
     concurrency: usize,
     seconds: f64,
 ) -> LoadResult {
@@ -123,14 +156,12 @@ async fn load(
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
             let mut client = client.clone();
-            let request = pb::EmbedRequest {
-                inputs: vec![input.clone()],
-            };
+            let call = call.clone();
             tokio::spawn(async move {
                 let (mut latencies, mut errors) = (Vec::new(), Vec::new());
                 while Instant::now() < end {
                     let sent = Instant::now();
-                    match client.embed(request.clone()).await {
+                    match call.send(&mut client).await {
                         Ok(_) => latencies.push(sent.elapsed()),
                         Err(status) => {
                             errors.push(format!("{:?}: {}", status.code(), status.message()))
@@ -163,6 +194,71 @@ async fn load(
     }
 }
 
+/// Single-image Classify against each configured classifier (`labels-N`, top 5, label vectors
+/// embedded at start-up) next to Embed of the same image, alternating, at one concurrency.
+async fn classify_next_to_embed(client: &ClipClient<Channel>, image: &[u8], args: &Args) {
+    let input = pb::Input {
+        kind: Some(Kind::Image(image.to_vec().into())),
+    };
+    let embed = Call::Embed(pb::EmbedRequest {
+        inputs: vec![input.clone()],
+    });
+    println!(
+        "\nClassify next to Embed, single image, concurrency {}, top 5:",
+        args.classify_concurrency
+    );
+    println!(
+        "{:>7} {:>12} {:>12} {:>10} {:>10} {:>9} {:>7}",
+        "labels", "embed req/s", "class. req/s", "embed p50", "class. p50", "overhead", "errors"
+    );
+    for &count in &args.labels {
+        let classify = Call::Classify(pb::ClassifyRequest {
+            inputs: vec![input.clone()],
+            labels: Some(pb::classify_request::Labels::Classifier(format!(
+                "labels-{count}"
+            ))),
+            top_k: 5,
+        });
+        load(client, classify.clone(), args.classify_concurrency, 1.0).await;
+        // Two rounds each, alternating, so that both see the machine in the same state.
+        let (mut e, mut c) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            e.push(
+                load(
+                    client,
+                    embed.clone(),
+                    args.classify_concurrency,
+                    args.seconds / 2.0,
+                )
+                .await,
+            );
+            c.push(
+                load(
+                    client,
+                    classify.clone(),
+                    args.classify_concurrency,
+                    args.seconds / 2.0,
+                )
+                .await,
+            );
+        }
+        let rate =
+            |r: &[LoadResult]| r.iter().map(|r| r.requests_per_s).sum::<f64>() / r.len() as f64;
+        let p50 = |r: &[LoadResult]| r.iter().map(|r| r.p50).sum::<Duration>() / r.len() as u32;
+        let errors: usize = e.iter().chain(&c).map(|r| r.errors.len()).sum();
+        println!(
+            "{:>7} {:>12.1} {:>12.1} {:>8.1}ms {:>8.1}ms {:>8.1}% {:>7}",
+            count,
+            rate(&e),
+            rate(&c),
+            p50(&e).as_secs_f64() * 1e3,
+            p50(&c).as_secs_f64() * 1e3,
+            100.0 * (rate(&e) / rate(&c) - 1.0),
+            errors
+        );
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let image = std::fs::read(IMAGE).with_context(|| format!("read {IMAGE}"))?;
@@ -183,6 +279,15 @@ fn main() -> anyhow::Result<()> {
     settings.batching.max_delay_ms = args.max_delay_ms;
     settings.batching.max_queued_inputs =
         4 * args.concurrency.iter().max().copied().unwrap_or(1).max(256);
+    for &count in &args.labels {
+        settings.classifiers.insert(
+            format!("labels-{count}"),
+            ClassifierSettings {
+                labels: label_vocabulary(count),
+                ..ClassifierSettings::default()
+            },
+        );
+    }
     let options = settings.model_options()?;
 
     let raw = {
@@ -201,8 +306,14 @@ fn main() -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let started = Instant::now();
         let mut server = RunningServer::start(settings, hub).await?;
         server.ready().await?;
+        println!(
+            "server ready in {:.1} s (labels of {:?} embedded)",
+            started.elapsed().as_secs_f64(),
+            args.labels
+        );
         let channel = Channel::from_shared(format!("http://{}", server.addr()))?
             .connect()
             .await?;
@@ -216,13 +327,15 @@ fn main() -> anyhow::Result<()> {
                 Modality::Image => (Kind::Image(image.clone().into()), raw[0]),
                 Modality::Text => (Kind::Text(TEXT.into()), raw[1]),
             };
-            let input = pb::Input { kind: Some(input) };
+            let call = Call::Embed(pb::EmbedRequest {
+                inputs: vec![pb::Input { kind: Some(input) }],
+            });
             for &concurrency in &args.concurrency {
                 // Warm-up: connections, the pool, libtorch's caches at this batch size.
-                load(&client, input.clone(), concurrency, 1.0).await;
+                load(&client, call.clone(), concurrency, 1.0).await;
                 let engine = server.engine().expect("ready");
                 let before = engine.stats();
-                let result = load(&client, input.clone(), concurrency, args.seconds).await;
+                let result = load(&client, call.clone(), concurrency, args.seconds).await;
                 let after = engine.stats();
                 let (batches, inputs) = match modality {
                     Modality::Image => (
@@ -249,6 +362,9 @@ fn main() -> anyhow::Result<()> {
                     println!("    first error: {error}");
                 }
             }
+        }
+        if !args.labels.is_empty() {
+            classify_next_to_embed(&client, &image, &args).await;
         }
         server.shutdown().await?;
         anyhow::Ok(())

@@ -84,38 +84,45 @@ impl Classifier {
             Some(index) => index.search(query, top_k.max(1)),
             None => (0..self.labels.len()).collect(),
         };
-        let similarities: Vec<(usize, f32)> = candidates
-            .into_iter()
-            .map(|label| (label, self.similarity(label, query)))
+        let similarities: Vec<f32> = candidates
+            .iter()
+            .map(|&label| self.similarity(label, query))
             .collect();
         let best = similarities
             .iter()
-            .map(|(_, s)| *s)
+            .copied()
             .fold(f32::NEG_INFINITY, f32::max);
-        let weights: Vec<f32> = similarities
+        let mut probabilities: Vec<f32> = similarities
             .iter()
-            .map(|(_, s)| ((s - best) * logit_scale).exp())
+            .map(|s| ((s - best) * logit_scale).exp())
             .collect();
-        let total: f32 = weights.iter().sum();
-        let mut scored: Vec<(usize, f32, f32)> = similarities
+        let total: f32 = probabilities.iter().sum();
+        probabilities.iter_mut().for_each(|p| *p /= total);
+        let flagged = candidates
             .iter()
-            .zip(&weights)
-            .map(|(&(label, similarity), w)| (label, similarity, w / total))
+            .zip(&probabilities)
+            .filter(|(&label, &p)| p >= self.thresholds[label])
+            .map(|(&label, _)| self.labels[label].clone())
             .collect();
-        let flagged = scored
-            .iter()
-            .filter(|(label, _, p)| *p >= self.thresholds[*label])
-            .map(|(label, _, _)| self.labels[*label].clone())
-            .collect();
-        scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-        scored.truncate(top_k);
+        // Only the best top_k are sorted: a large label set is mostly discarded.
+        let by_rank = |a: &usize, b: &usize| {
+            probabilities[*b]
+                .total_cmp(&probabilities[*a])
+                .then(candidates[*a].cmp(&candidates[*b]))
+        };
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        if top_k < order.len() {
+            order.select_nth_unstable_by(top_k, by_rank);
+            order.truncate(top_k);
+        }
+        order.sort_unstable_by(by_rank);
         Classification {
-            scores: scored
+            scores: order
                 .into_iter()
-                .map(|(label, similarity, probability)| LabelScore {
-                    label: self.labels[label].clone(),
-                    probability,
-                    similarity,
+                .map(|i| LabelScore {
+                    label: self.labels[candidates[i]].clone(),
+                    probability: probabilities[i],
+                    similarity: similarities[i],
                 })
                 .collect(),
             flagged,

@@ -237,11 +237,12 @@ impl Classify {
                     .map(move |t| EmbedInput::Text(templates::fill(t, &labels[i])))
             })
             .collect();
-        // Several chunks in flight so that batches fill; each chunk is one engine request.
+        // Several chunks in flight so that batches fill; each chunk is one engine request, which
+        // waits for room in the queue rather than fail against the others.
         let chunk = self.engine.max_inputs_per_request();
         let chunks: Vec<Vec<EmbedInput>> = prompts.chunks(chunk).map(<[_]>::to_vec).collect();
         let embedded: Vec<Vec<f32>> = stream::iter(chunks)
-            .map(|chunk| self.engine.embed(chunk, deadline))
+            .map(|chunk| self.engine.embed_when_admitted(chunk, deadline))
             .buffered(4)
             .map_ok(|e| stream::iter(e.embeddings.into_iter().map(|e| Ok(e.values))))
             .try_flatten()

@@ -216,6 +216,37 @@ pub fn class_labels() -> Vec<String> {
         .collect()
 }
 
+/// `count` (at most 20,000) distinct labels in the demo model's world ("small red star sticker"),
+/// for large-vocabulary tests and benchmarks.
+pub fn label_vocabulary(count: usize) -> Vec<String> {
+    const COLOURS: [&str; 10] = [
+        "red", "green", "blue", "yellow", "purple", "orange", "grey", "white", "black", "pink",
+    ];
+    const SHAPES: [&str; 10] = [
+        "circle", "square", "triangle", "star", "ring", "cross", "heart", "arrow", "moon", "drop",
+    ];
+    const SIZES: [&str; 5] = ["tiny", "small", "medium", "large", "huge"];
+    const THINGS: [&str; 40] = [
+        "sticker", "stamp", "logo", "sign", "badge", "tile", "button", "flag", "icon", "patch",
+        "card", "poster", "cookie", "balloon", "kite", "coin", "gem", "lamp", "mask", "toy", "box",
+        "cup", "hat", "sock", "shoe", "ball", "bead", "bell", "book", "bowl", "brick", "candle",
+        "chair", "clock", "cloud", "comb", "crown", "drum", "egg", "fan",
+    ];
+    THINGS
+        .iter()
+        .flat_map(|thing| {
+            SIZES.iter().flat_map(move |size| {
+                COLOURS.iter().flat_map(move |colour| {
+                    SHAPES
+                        .iter()
+                        .map(move |shape| format!("{size} {colour} {shape} {thing}"))
+                })
+            })
+        })
+        .take(count)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,6 +248,25 @@ impl Engine {
         inputs: Vec<EmbedInput>,
         deadline: Option<Instant>,
     ) -> Result<Embedded, EngineError> {
+        self.submit(inputs, deadline, Admission::Refuse).await
+    }
+
+    /// As `embed`, but waits for room in the queue instead of refusing: for the server's own work
+    /// (embedding a classifier's labels), which would otherwise compete with itself.
+    pub async fn embed_when_admitted(
+        &self,
+        inputs: Vec<EmbedInput>,
+        deadline: Option<Instant>,
+    ) -> Result<Embedded, EngineError> {
+        self.submit(inputs, deadline, Admission::Wait).await
+    }
+
+    async fn submit(
+        &self,
+        inputs: Vec<EmbedInput>,
+        deadline: Option<Instant>,
+        admission: Admission,
+    ) -> Result<Embedded, EngineError> {
         let inner = &*self.inner;
         let count = inputs.len();
         if count == 0 {
@@ -262,16 +281,19 @@ impl Engine {
         if *inner.health.borrow() == Health::Stopped {
             return Err(EngineError::Unavailable("the model is not running"));
         }
-        let mut admission = inner
-            .admission
-            .clone()
-            .try_acquire_many_owned(count as u32)
-            .map_err(|_| {
+        let budget = inner.admission.clone();
+        let mut admission = match admission {
+            Admission::Refuse => budget.try_acquire_many_owned(count as u32).map_err(|_| {
                 inner.stats.rejected(count);
                 EngineError::QueueFull {
                     limit: inner.max_queued_inputs,
                 }
-            })?;
+            })?,
+            Admission::Wait => budget
+                .acquire_many_owned(count as u32)
+                .await
+                .expect("the budget is never closed"),
+        };
         let started = Instant::now();
         let unqueued = Unqueued {
             inputs: count,
@@ -364,6 +386,12 @@ impl Engine {
         });
         futures_util::future::try_join_all(tasks).await
     }
+}
+
+/// What to do when the queue budget cannot take a request's inputs now.
+enum Admission {
+    Refuse,
+    Wait,
 }
 
 /// Counts a request's inputs as cancelled (or expired, past the deadline) when the request goes

@@ -3,7 +3,7 @@
 use clipd::config::{ClassifierSettings, Settings};
 use clipd::demo::eval::png;
 use clipd::demo::rng::SplitMix64;
-use clipd::demo::shapes::{class_labels, Scene};
+use clipd::demo::shapes::{class_labels, label_vocabulary, Scene};
 use clipd::grpc::pb::{self, classify_request::Labels};
 
 use crate::support::*;
@@ -301,4 +301,61 @@ async fn bad_classify_requests_are_refused() {
         .unwrap()
         .into_inner();
     assert_eq!(fine.results[0].scores.len(), 6, "top_k 0: every label");
+}
+
+/// A 20,000-label classifier answers from HNSW; its top-1 equals the exact top-1 on at least 99%
+/// of queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hnsw_top_1_matches_exact_scoring_on_a_large_vocabulary() {
+    use clipd::ann::HnswSettings;
+    use clipd::classify::Classifier;
+    let server = TestServer::start(demo_settings()).await;
+    let engine = server.server.engine().unwrap().clone();
+    let labels = label_vocabulary(20_000);
+    let dim = engine.description().dim;
+    let mut vectors = Vec::with_capacity(labels.len() * dim);
+    for chunk in labels.chunks(256) {
+        let inputs = chunk
+            .iter()
+            .map(|l| clipd::engine::EmbedInput::Text(format!("a photo of a {l}.")))
+            .collect();
+        let embedded = engine.embed(inputs, None).await.unwrap();
+        vectors.extend(embedded.embeddings.into_iter().flat_map(|e| e.values));
+    }
+    let (_, inputs) = scenes(0x4A5, 200);
+    let mut queries = Vec::new();
+    for chunk in inputs.chunks(100) {
+        let response = embed(&mut server.client.clone(), chunk.to_vec()).await;
+        queries.extend(response.embeddings.into_iter().map(|e| e.values));
+    }
+    let hnsw = HnswSettings::default();
+    let none = vec![None; labels.len()];
+    let (approximate, exact) = tokio::task::spawn_blocking(move || {
+        let approximate = Classifier::new(
+            labels.clone(),
+            vectors.clone(),
+            64,
+            none.clone(),
+            2000,
+            &hnsw,
+        );
+        let exact = Classifier::new(labels, vectors, dim, none, usize::MAX, &hnsw);
+        (approximate, exact)
+    })
+    .await
+    .unwrap();
+    assert!(approximate.uses_index() && !exact.uses_index());
+    let agree = queries
+        .iter()
+        .filter(|q| {
+            let a = approximate.classify(q, 1, 100.0);
+            let e = exact.classify(q, 1, 100.0);
+            a.scores[0].label == e.scores[0].label
+        })
+        .count();
+    assert!(
+        agree * 100 >= queries.len() * 99,
+        "{agree} of {}",
+        queries.len()
+    );
 }
