@@ -465,6 +465,49 @@ mod tests {
     }
 
     #[test]
+    fn classifiers_are_validated_by_name() {
+        let cases = [
+            ("labels = []", "classifiers.c: the label set is empty"),
+            ("labels = [\"a\", \"a\"]", "appears twice"),
+            ("labels = [\"a\"]\ntemplates = [\"a photo\"]", "has no {}"),
+            (
+                "labels = [\"a\"]\ntemplate_set = \"cifar\"",
+                "unknown template set",
+            ),
+            (
+                "labels = [\"a\"]\ntemplates = [\"{}\"]\ntemplate_set = \"imagenet\"",
+                "not both",
+            ),
+            (
+                "labels = [\"a\"]\nthresholds = { b = 0.5 }",
+                "not one of the labels",
+            ),
+            ("labels = [\"a\"]\nthresholds = { a = 1.5 }", "0 to 1"),
+            ("labels = [\"a\"]\ncolour = 1", "unknown field `colour`"),
+        ];
+        for (i, (body, message)) in cases.into_iter().enumerate() {
+            let file = write(
+                &format!("classifier-{i}.toml"),
+                &format!("[classifiers.c]\n{body}\n"),
+            );
+            let e =
+                Settings::load_with_env(Some(&file), env(&[]), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains(message), "{body}: {e}");
+            std::fs::remove_file(file).unwrap();
+        }
+        let vars = env(&[("CLIPD__CLASSIFY__HNSW__M", "300")]);
+        let e = Settings::load_with_env(None, vars, &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("classify.hnsw: m is 300"), "{e}");
+        let file = write(
+            "classifier-ok.toml",
+            "[classifiers.c]\nlabels = [\"a\", \"b\"]\ntemplate_set = \"imagenet\"\n",
+        );
+        let s = Settings::load_with_env(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.classifiers["c"].templates().len(), 80);
+        std::fs::remove_file(file).unwrap();
+    }
+
+    #[test]
     fn an_empty_variable_is_unset() {
         let vars = env(&[
             ("CLIPD__MODEL__SOURCE", ""),

@@ -32,16 +32,15 @@ struct Entry {
     last_used: u64,
 }
 
-/// One key per (templates, label); templates cannot contain NUL in a way that collides, as a
-/// label is joined after every template.
+/// One key per (templates, label): every part length-prefixed, so no two differ only in where
+/// one part ends (labels and templates may hold any character).
 pub fn key(label: &str, templates: &[String]) -> String {
-    let mut key =
-        String::with_capacity(label.len() + templates.iter().map(|t| t.len() + 1).sum::<usize>());
-    for t in templates {
-        key.push_str(t);
-        key.push('\0');
+    let mut key = String::new();
+    for part in templates.iter().map(String::as_str).chain([label]) {
+        key.push_str(&part.len().to_string());
+        key.push(':');
+        key.push_str(part);
     }
-    key.push_str(label);
     key
 }
 
@@ -147,6 +146,11 @@ mod tests {
     fn templates_are_part_of_the_key() {
         assert_ne!(key("cat", &["a {}".into()]), key("cat", &["the {}".into()]));
         assert_ne!(key("a", &["b".into()]), key("", &["b".into(), "a".into()]));
+        assert_ne!(
+            key("x\0y", &["t".into()]),
+            key("y", &["t".into(), "x".into()])
+        );
+        assert_ne!(key("y", &["t\0x".into()]), key("x\0y", &["t".into()]));
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl Classify {
                 classifier = %name,
                 labels = classifier.len(),
                 hnsw = classifier.uses_index(),
-                seconds = started.elapsed().as_secs_f32(),
+                seconds = format!("{:.2}", started.elapsed().as_secs_f32()),
                 "classifier ready"
             );
             classify.named.insert(name.clone(), Arc::new(classifier));
