@@ -241,11 +241,9 @@ async fn clipd_serve_runs_and_stops_on_sigterm() {
     let response = embed(&mut client, vec![text("hello"), image("rgb_64x64.png")]).await;
     assert_eq!(response.model, "tiny-b");
     assert_eq!(status(channel, "").await, ServingStatus::Serving);
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    // SAFETY: kill(2) on our own child's pid, which it still is (not yet waited for).
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0, "SIGTERM to clipd serve");
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 }
