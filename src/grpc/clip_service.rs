@@ -253,12 +253,22 @@ async fn run_stream(
                     // turn.
                     Err(status) => {
                         reading = false;
+                        let status = unreadable(received, status);
                         in_flight.push_back(Either::Right(std::future::ready(Err(status))));
                     }
                 }
             }
         }
     }
+}
+
+/// tonic's OUT_OF_RANGE for an oversized message is INVALID_ARGUMENT in clipd's contract.
+fn unreadable(index: usize, status: Status) -> Status {
+    let code = match status.code() {
+        tonic::Code::OutOfRange => tonic::Code::InvalidArgument,
+        code => code,
+    };
+    Status::new(code, format!("message {index}: {}", status.message()))
 }
 
 async fn embed_message(

@@ -3,6 +3,7 @@
 mod clip_service;
 mod deadline;
 mod server;
+mod too_large;
 
 pub use server::{RunningServer, ServeError};
 

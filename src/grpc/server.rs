@@ -15,6 +15,7 @@ use tonic::service::interceptor::InterceptedService;
 use super::clip_service::ClipService;
 use super::deadline;
 use super::pb;
+use super::too_large;
 use crate::classify::Classify;
 use crate::config::Settings;
 use crate::engine::{Engine, EngineSettings, Health, ModelSpec};
@@ -102,6 +103,9 @@ impl RunningServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(tower::util::MapResponseLayer::new(
+                    too_large::rewrite::<tonic::body::Body>,
+                ))
                 .add_service(health_service)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)

@@ -255,8 +255,8 @@ async fn bad_inputs_fail_alone() {
     assert_eq!(server.stats().failed, 0);
 }
 
-/// A message over the server's size limit is refused by the gRPC layer (tonic's OUT_OF_RANGE)
-/// without harm to the connection's other requests.
+/// A message over the server's size limit is refused with INVALID_ARGUMENT naming the limit, in a
+/// unary call and in a stream, without harm to the connection's other requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_messages_are_refused() {
     let mut s = settings("tiny-a");
@@ -264,9 +264,28 @@ async fn oversized_messages_are_refused() {
     s.limits.max_image_bytes = 300_000;
     let mut server = TestServer::start(s).await;
     let big = vec![image("rgb_1000x999.png"); 2];
-    let status = embed_err(&mut server.client, big).await;
-    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
-    assert!(status.message().contains("300000"), "{}", status.message());
+    let status = embed_err(&mut server.client, big.clone()).await;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("the limit is 300000"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("max_message_bytes"),
+        "{}",
+        status.message()
+    );
+    let messages = vec![request(vec![image("rgb_64x64.png")]), request(big)];
+    let mut stream = open_stream(&mut server.client, messages).await;
+    assert!(stream.message().await.unwrap().is_some());
+    let status = stream.message().await.expect_err("message 1 is too large");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("message 1: "),
+        "{}",
+        status.message()
+    );
     embed(&mut server.client, vec![image("rgb_64x64.png")]).await;
 }
 

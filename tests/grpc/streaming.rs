@@ -26,12 +26,7 @@ async fn responses_come_in_request_order() {
     s.server.stream_max_in_flight = 3;
     let mut server = TestServer::start(s).await;
     let messages: Vec<pb::EmbedRequest> = (0..20).map(message).collect();
-    let mut stream = server
-        .client
-        .embed_stream(tokio_stream::iter(messages.clone()))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_stream(&mut server.client, messages.clone()).await;
     let mut i = 0;
     while let Some(response) = stream.message().await.unwrap() {
         let alone = embed(&mut server.client, messages[i].inputs.clone()).await;
@@ -56,12 +51,7 @@ async fn a_bad_message_ends_the_stream_after_the_good_ones() {
         3,
         request(vec![text("fine"), image_bytes(b"not an image".to_vec())]),
     );
-    let mut stream = server
-        .client
-        .embed_stream(tokio_stream::iter(messages))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_stream(&mut server.client, messages).await;
     for i in 0..3 {
         assert!(stream.message().await.unwrap().is_some(), "message {i}");
     }

@@ -112,3 +112,15 @@ pub const TEXTS: [&str; 4] = [
     "",
     "the quick brown fox jumps over the lazy dog",
 ];
+
+/// An EmbedStream that sends `messages` and ends.
+pub async fn open_stream(
+    client: &mut ClipClient<Channel>,
+    messages: Vec<pb::EmbedRequest>,
+) -> tonic::Streaming<pb::EmbedResponse> {
+    client
+        .embed_stream(tokio_stream::iter(messages))
+        .await
+        .expect("open the stream")
+        .into_inner()
+}
