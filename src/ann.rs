@@ -88,6 +88,10 @@ impl UnitIndex {
         }
     }
 
+    pub fn ef_search(&self) -> usize {
+        self.ef_search
+    }
+
     /// The ids of (about) the `k` rows most similar to `query`.
     pub fn search(&self, query: &[f32], k: usize) -> Vec<usize> {
         self.hnsw

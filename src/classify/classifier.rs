@@ -77,11 +77,14 @@ impl Classifier {
     }
 
     /// The `top_k` best labels for a unit `query`. Exactly, over every label; with an index, over
-    /// the candidates it returns (probabilities are then a softmax over those candidates: the rest
-    /// weigh next to nothing at CLIP's logit scale).
+    /// the `ef_search` (at least `top_k`) candidates it returns: probabilities are then a softmax
+    /// over those, and only they can be flagged (the labels beyond weigh next to nothing at CLIP's
+    /// logit scale).
     pub fn classify(&self, query: &[f32], top_k: usize, logit_scale: f32) -> Classification {
         let candidates: Vec<usize> = match &self.index {
-            Some(index) => index.search(query, top_k.max(1)),
+            // A pool of ef_search candidates, not just top_k: the softmax and the thresholds need
+            // the labels around the best ones too.
+            Some(index) => index.search(query, top_k.max(index.ef_search())),
             None => (0..self.labels.len()).collect(),
         };
         let similarities: Vec<f32> = candidates

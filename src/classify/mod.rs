@@ -149,11 +149,10 @@ impl Classify {
                 "top_k is {top_k}; the limit is {max_top_k}"
             )));
         }
-        let classifier = self.resolve(labels, deadline);
-        let embedded = self.engine.embed(inputs, deadline);
-        let (classifier, embedded) = tokio::try_join!(classifier, async {
-            embedded.await.map_err(ClassifyError::from)
-        })?;
+        // Labels first: their prompts wait for room in the queue, and must not crowd out the
+        // request's own inputs, which are refused at once when the queue is full.
+        let classifier = self.resolve(labels, deadline).await?;
+        let embedded = self.engine.embed(inputs, deadline).await?;
         let top_k = match top_k {
             0 => classifier.len().min(max_top_k),
             k => k,
@@ -237,13 +236,14 @@ impl Classify {
                     .map(move |t| EmbedInput::Text(templates::fill(t, &labels[i])))
             })
             .collect();
-        // Several chunks in flight so that batches fill; each chunk is one engine request, which
-        // waits for room in the queue rather than fail against the others.
+        // Chunks in flight so that batches fill, on at most half the queue budget so that other
+        // requests still get in; each chunk waits for room rather than fail against the others.
         let chunk = self.engine.max_inputs_per_request();
+        let in_flight = (self.engine.max_queued_inputs() / chunk / 2).max(1);
         let chunks: Vec<Vec<EmbedInput>> = prompts.chunks(chunk).map(<[_]>::to_vec).collect();
         let embedded: Vec<Vec<f32>> = stream::iter(chunks)
             .map(|chunk| self.engine.embed_when_admitted(chunk, deadline))
-            .buffered(4)
+            .buffered(in_flight)
             .map_ok(|e| stream::iter(e.embeddings.into_iter().map(|e| Ok(e.values))))
             .try_flatten()
             .try_collect()

@@ -228,6 +228,10 @@ impl Engine {
         self.inner.max_inputs_per_request
     }
 
+    pub fn max_queued_inputs(&self) -> usize {
+        self.inner.max_queued_inputs
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot()
     }

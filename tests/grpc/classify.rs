@@ -359,3 +359,27 @@ async fn hnsw_top_1_matches_exact_scoring_on_a_large_vocabulary() {
         queries.len()
     );
 }
+
+/// A label set whose prompts outnumber the whole queue budget (13 labels x 80 templates = 1,040
+/// prompts; budget 1,024) is embedded in turns, and the request's own input still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_sets_larger_than_the_queue_are_embedded_in_turns() {
+    let mut server = TestServer::start(demo_settings()).await;
+    let labels: Vec<String> = class_labels().into_iter().take(13).collect();
+    let response = server
+        .client
+        .classify(request(
+            vec![image("rgb_64x64.png")],
+            Some(Labels::LabelSet(pb::LabelSet {
+                labels,
+                templates: vec![],
+                template_set: pb::TemplateSet::Imagenet as i32,
+            })),
+            3,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(response.results[0].scores.len(), 3);
+    assert_eq!(server.stats().rejected, 0);
+}
