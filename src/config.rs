@@ -38,6 +38,8 @@ pub struct ServerSettings {
     pub stream_max_in_flight: usize,
     /// Threads that decode images and tokenise texts (0: one per core).
     pub preprocess_threads: usize,
+    /// At shutdown, how long the requests in flight get to finish.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -47,6 +49,7 @@ impl Default for ServerSettings {
             max_message_bytes: 64 << 20,
             stream_max_in_flight: 8,
             preprocess_threads: 0,
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -62,6 +65,12 @@ pub struct ModelSettings {
     pub dtype: String,
     /// libtorch's CPU threads (0: one per core).
     pub threads: usize,
+}
+
+impl ServerSettings {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
 }
 
 impl Default for ModelSettings {

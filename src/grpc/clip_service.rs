@@ -21,11 +21,16 @@ use crate::error::{ClassifyError, EngineError};
 pub struct ClipService {
     /// Set once the model has loaded; until then every RPC is UNAVAILABLE.
     pub loaded: Arc<OnceLock<Loaded>>,
+    /// Set at shutdown: new requests are refused.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     pub settings: Settings,
 }
 
 impl ClipService {
     fn loaded(&self) -> Result<&Loaded, Status> {
+        if *self.stopping.borrow() {
+            return Err(Status::unavailable("the server is shutting down"));
+        }
         self.loaded
             .get()
             .ok_or_else(|| Status::unavailable("the model is loading; retry shortly"))

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::oneshot;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
@@ -58,6 +60,10 @@ pub struct RunningServer {
     loading: Option<JoinHandle<Result<(), LoadError>>>,
     /// Why loading failed, once `ready` has seen it.
     load_failure: Option<String>,
+    /// Set at shutdown: health NOT_SERVING, new requests UNAVAILABLE.
+    stopping: watch::Sender<bool>,
+    reporter: HealthReporter,
+    grace: Duration,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -90,9 +96,11 @@ impl RunningServer {
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
         let loaded = Arc::new(OnceLock::new());
+        let (stopping, stopping_rx) = watch::channel(false);
         let max_message_bytes = settings.server.max_message_bytes;
         let clip = pb::clip_server::ClipServer::new(ClipService {
             loaded: loaded.clone(),
+            stopping: stopping_rx.clone(),
             settings: settings.clone(),
         })
         .max_decoding_message_size(max_message_bytes);
@@ -115,12 +123,22 @@ impl RunningServer {
                 }),
         );
         tracing::info!(%addr, "listening for gRPC");
-        let loading = tokio::spawn(load(settings, hub, loaded.clone(), reporter));
+        let grace = settings.server.shutdown_grace();
+        let loading = tokio::spawn(load(
+            settings,
+            hub,
+            loaded.clone(),
+            reporter.clone(),
+            stopping_rx,
+        ));
         Ok(Self {
             addr,
             loaded,
             loading: Some(loading),
             load_failure: None,
+            stopping,
+            reporter,
+            grace,
             stop,
             serving,
         })
@@ -160,13 +178,30 @@ impl RunningServer {
         }
     }
 
-    /// Stops accepting connections and waits for the requests in flight to finish.
+    /// Health turns NOT_SERVING and new requests get UNAVAILABLE; the requests in flight (queued
+    /// work included) get `server.shutdown_grace_ms` to finish, then the server stops.
     pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.stopping.send_replace(true);
+        for service in SERVICES {
+            self.reporter
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
         let _ = self.stop.send(());
         if let Some(loading) = self.loading {
             loading.abort();
         }
-        self.serving.await.map_err(|_| ServeError::Panicked)??;
+        let mut serving = self.serving;
+        match tokio::time::timeout(self.grace, &mut serving).await {
+            Ok(result) => result.map_err(|_| ServeError::Panicked)??,
+            Err(_) => {
+                tracing::warn!(
+                    "requests still running after the {:?} grace period are dropped",
+                    self.grace
+                );
+                serving.abort();
+            }
+        }
         Ok(())
     }
 }
@@ -176,6 +211,7 @@ async fn load(
     hub: HubSettings,
     cell: Arc<OnceLock<Loaded>>,
     reporter: HealthReporter,
+    stopping: watch::Receiver<bool>,
 ) -> Result<(), LoadError> {
     let options = settings.model_options().expect("validated at start");
     let spec = ModelSpec {
@@ -196,12 +232,16 @@ async fn load(
         .map_err(|e| LoadError::Classifiers(e.to_string()))?;
     let health = engine.health();
     let _ = cell.set(Loaded { engine, classify });
-    tokio::spawn(report_health(health, reporter));
+    tokio::spawn(report_health(health, reporter, stopping));
     Ok(())
 }
 
-/// Mirrors the engine's health into the gRPC health service.
-async fn report_health(mut health: tokio::sync::watch::Receiver<Health>, reporter: HealthReporter) {
+/// Mirrors the engine's health into the gRPC health service until shutdown, which then owns it.
+async fn report_health(
+    mut health: watch::Receiver<Health>,
+    reporter: HealthReporter,
+    mut stopping: watch::Receiver<bool>,
+) {
     loop {
         let status = match *health.borrow_and_update() {
             Health::Serving => ServingStatus::Serving,
@@ -210,8 +250,18 @@ async fn report_health(mut health: tokio::sync::watch::Receiver<Health>, reporte
         for service in SERVICES {
             reporter.set_service_status(service, status).await;
         }
-        if health.changed().await.is_err() {
+        // Shutdown sets the flag before writing NOT_SERVING: one of the two writes it last.
+        if *stopping.borrow() {
+            for service in SERVICES {
+                reporter
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
             return;
+        }
+        tokio::select! {
+            changed = health.changed() => if changed.is_err() { return },
+            _ = stopping.changed() => {}
         }
     }
 }

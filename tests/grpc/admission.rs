@@ -6,7 +6,7 @@ use crate::support::*;
 
 /// A batcher that holds partial batches for a long time: queued inputs stay queued while the test
 /// looks at them.
-fn slow_batching() -> clipd::config::Settings {
+pub fn slow_batching() -> clipd::config::Settings {
     let mut s = settings("tiny-a");
     s.batching.max_batch_size = 64;
     s.batching.max_delay_ms = 1500;

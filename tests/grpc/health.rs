@@ -12,6 +12,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
+use crate::admission::slow_batching;
 use crate::common;
 use crate::support::*;
 
@@ -246,4 +247,52 @@ async fn clipd_serve_runs_and_stops_on_sigterm() {
     assert_eq!(sent, 0, "SIGTERM to clipd serve");
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+/// Shutdown: health turns NOT_SERVING, a new request gets UNAVAILABLE, the queued request still
+/// gets its answer, and the server stops within the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_queued_work_and_refuses_new_requests() {
+    let mut s = slow_batching();
+    s.server.shutdown_grace_ms = 20_000;
+    let server = TestServer::start(s).await;
+    let channel = channel(&server.server).await;
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest {
+            service: "clipd.v1.Clip".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    let mut client = server.client.clone();
+    let queued = tokio::spawn(async move { embed(&mut client, vec![text("queued")]).await });
+    let engine = server.server.engine().unwrap().clone();
+    while engine.queued_inputs() < 1 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let TestServer { server, mut client } = server;
+    let stopping = tokio::spawn(server.shutdown());
+    let update = watch.message().await.unwrap().unwrap();
+    assert_eq!(update.status(), ServingStatus::NotServing);
+    // An open Watch would hold the graceful stop until the grace period: close it.
+    drop(watch);
+    // Refused by the server (UNAVAILABLE), or, once the connection is going away, by the
+    // transport (tonic's client then says CANCELLED "connection closed").
+    let refused = embed_err(&mut client, vec![text("too late")]).await;
+    let transport =
+        refused.code() == tonic::Code::Cancelled && std::error::Error::source(&refused).is_some();
+    assert!(
+        refused.code() == tonic::Code::Unavailable || transport,
+        "{refused:?}"
+    );
+    assert!(
+        !queued.is_finished(),
+        "the queued request was still waiting for its batch"
+    );
+    assert_eq!(queued.await.unwrap().embeddings.len(), 1);
+    stopping.await.unwrap().unwrap();
 }
