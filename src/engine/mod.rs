@@ -463,6 +463,10 @@ async fn watch_model_thread(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        // Nobody listens once the engine is dropped: the thread ending then is the normal stop.
+        if health.is_closed() {
+            return;
+        }
         let now = if thread.is_finished() {
             Health::Stopped
         } else if stats.busy_for() > stall_timeout {
@@ -480,7 +484,7 @@ async fn watch_model_thread(
                 Health::Stopped => tracing::error!("the model thread has stopped: not serving"),
             }
         }
-        if now == Health::Stopped || health.is_closed() {
+        if now == Health::Stopped {
             return;
         }
     }
