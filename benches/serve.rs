@@ -24,7 +24,6 @@ use clipd::config::{ClassifierSettings, Settings};
 use clipd::demo::shapes::label_vocabulary;
 use clipd::grpc::pb::{self, clip_client::ClipClient, input::Kind};
 use clipd::grpc::RunningServer;
-use clipd::hub::HubSettings;
 use clipd::model::{DeviceSpec, Dtype};
 use clipd::model_source::ModelSource;
 use tonic::transport::Channel;
@@ -263,8 +262,8 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let image = std::fs::read(IMAGE).with_context(|| format!("read {IMAGE}"))?;
     let source = ModelSource::parse(args.model.as_deref());
-    let hub = HubSettings::from_env();
-    let dir = source.locate(&hub)?;
+    let locations = clipd::config::locations_from_env();
+    let dir = source.locate(&locations)?;
     if args.threads > 0 {
         tch::set_num_threads(args.threads as i32);
     }
@@ -307,7 +306,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let started = Instant::now();
-        let mut server = RunningServer::start(settings, hub).await?;
+        let mut server = RunningServer::start(settings, locations).await?;
         server.ready().await?;
         println!(
             "server ready in {:.1} s (labels of {:?} embedded)",

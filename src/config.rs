@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::ann::HnswSettings;
 use crate::classify::{label_set_problem, TemplateSet};
 use crate::clip::InputLimits;
+use crate::hub::HubSettings;
 use crate::model::{DeviceSpec, Dtype, ModelOptions};
-use crate::model_source::ModelSource;
+use crate::model_source::{Locations, ModelSource};
 use crate::preprocess::ImageLimits;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -232,6 +233,16 @@ impl ClassifierSettings {
                 None
             }
         })
+    }
+}
+
+/// Where models come from, as the environment says: Hugging Face's variables (HF_ENDPOINT, HF_HOME,
+/// HF_HUB_CACHE, HF_HUB_OFFLINE, HF_TOKEN) and XDG_CACHE_HOME / HOME for the demo model.
+pub fn locations_from_env() -> Locations {
+    let var = |name: &str| std::env::var(name).ok();
+    Locations {
+        hub: HubSettings::from_vars(var),
+        demo_cache: crate::demo::bundled::cache_dir(var),
     }
 }
 

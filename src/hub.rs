@@ -44,9 +44,10 @@ pub struct HubSettings {
 }
 
 impl HubSettings {
-    /// The settings `huggingface_hub` reads from the environment, with its defaults.
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    /// The settings `huggingface_hub` reads from its environment variables (`var` looks one up),
+    /// with its defaults.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
         let hf_home = var("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
             var("XDG_CACHE_HOME")
                 .map(PathBuf::from)

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use clipd::clip::{Clip, InputLimits};
-use clipd::config::{Overrides, Settings};
+use clipd::config::{locations_from_env, Overrides, Settings};
 use clipd::demo::train::TrainSettings;
 use clipd::grpc::RunningServer;
-use clipd::hub::HubSettings;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
 use clipd::model_source::ModelSource;
 
@@ -123,7 +122,7 @@ fn load(args: &ModelArgs) -> anyhow::Result<Clip> {
              coloured shapes (not a real CLIP; pass --model DIR_OR_HUB_ID for one)"
         );
     }
-    let dir = source.locate(&HubSettings::from_env())?;
+    let dir = source.locate(&locations_from_env())?;
     if args.threads > 0 {
         tch::set_num_threads(args.threads);
     }
@@ -216,7 +215,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let mut server = RunningServer::start(settings, HubSettings::from_env()).await?;
+        let mut server = RunningServer::start(settings, locations_from_env()).await?;
         tokio::select! {
             ready = server.ready() => { ready?; }
             () = stop_signal() => return Ok(()),

@@ -7,6 +7,14 @@ use crate::demo::bundled;
 use crate::error::ModelError;
 use crate::hub::{self, HubError, HubSettings};
 
+/// Where models are downloaded from and kept.
+#[derive(Debug, Clone)]
+pub struct Locations {
+    pub hub: HubSettings,
+    /// Where the bundled demo model is unpacked.
+    pub demo_cache: PathBuf,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {
     Bundled,
@@ -35,11 +43,11 @@ impl ModelSource {
     }
 
     /// The checkpoint directory, downloaded or unpacked first if need be.
-    pub fn locate(&self, hub_settings: &HubSettings) -> Result<PathBuf, SourceError> {
+    pub fn locate(&self, at: &Locations) -> Result<PathBuf, SourceError> {
         match self {
-            Self::Bundled => Ok(bundled::unpack(&bundled::default_cache_dir())?),
+            Self::Bundled => Ok(bundled::unpack(&at.demo_cache)?),
             Self::Directory(dir) => Ok(dir.clone()),
-            Self::Hub(id) => hub::fetch(id, hub_settings).map_err(|source| SourceError::Hub {
+            Self::Hub(id) => hub::fetch(id, &at.hub).map_err(|source| SourceError::Hub {
                 id: id.clone(),
                 source,
             }),

@@ -41,14 +41,11 @@ fn content_hash() -> u64 {
 }
 
 /// `$XDG_CACHE_HOME/clipd`, else `$HOME/.cache/clipd`, else the system's temporary folder.
-pub fn default_cache_dir() -> PathBuf {
-    let from_env = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    from_env("XDG_CACHE_HOME")
-        .or_else(|| from_env("HOME").map(|home| home.join(".cache")))
+/// `$XDG_CACHE_HOME/clipd`, else `~/.cache/clipd` (`var` looks an environment variable up).
+pub fn cache_dir(var: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let var = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("XDG_CACHE_HOME")
+        .or_else(|| var("HOME").map(|home| home.join(".cache")))
         .unwrap_or_else(std::env::temp_dir)
         .join("clipd")
 }

@@ -20,9 +20,8 @@ pub use stats::{Modality, StatsSnapshot};
 use crate::clip::{Clip, InputLimits};
 use crate::config::BatchingSettings;
 use crate::error::{EngineError, LoadError};
-use crate::hub::HubSettings;
 use crate::model::ModelOptions;
-use crate::model_source::ModelSource;
+use crate::model_source::{Locations, ModelSource};
 use crate::preprocess::{ClipTokenizer, ImageProcessor, TokenizedText};
 use job::{Batch, Done, Job};
 use stats::Stats;
@@ -31,7 +30,7 @@ use stats::Stats;
 #[derive(Debug, Clone)]
 pub struct ModelSpec {
     pub source: ModelSource,
-    pub hub: HubSettings,
+    pub locations: Locations,
     pub options: ModelOptions,
     pub limits: InputLimits,
     /// libtorch's CPU threads (0: libtorch's default).
@@ -425,7 +424,7 @@ fn load(spec: &ModelSpec) -> Result<Clip, LoadError> {
     if spec.threads > 0 {
         tch::set_num_threads(spec.threads as i32);
     }
-    let dir = spec.source.locate(&spec.hub)?;
+    let dir = spec.source.locate(&spec.locations)?;
     let mut clip =
         Clip::load(&dir, &spec.options, &spec.limits).map_err(|source| LoadError::Model {
             dir: dir.clone(),

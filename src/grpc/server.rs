@@ -22,7 +22,7 @@ use crate::classify::Classify;
 use crate::config::Settings;
 use crate::engine::{Engine, EngineSettings, Health, ModelSpec};
 use crate::error::LoadError;
-use crate::hub::HubSettings;
+use crate::model_source::Locations;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -71,7 +71,7 @@ pub struct RunningServer {
 impl RunningServer {
     /// Binds `settings.server.grpc_addr` (port 0: any free port) and starts loading the model in
     /// the background; `ready` waits for it.
-    pub async fn start(settings: Settings, hub: HubSettings) -> Result<Self, ServeError> {
+    pub async fn start(settings: Settings, locations: Locations) -> Result<Self, ServeError> {
         settings.validate()?;
         let addr = settings.server.grpc_addr;
         let listener = tokio::net::TcpListener::bind(addr)
@@ -126,7 +126,7 @@ impl RunningServer {
         let grace = settings.server.shutdown_grace();
         let loading = tokio::spawn(load(
             settings,
-            hub,
+            locations,
             loaded.clone(),
             reporter.clone(),
             stopping_rx,
@@ -208,7 +208,7 @@ impl RunningServer {
 
 async fn load(
     settings: Settings,
-    hub: HubSettings,
+    locations: Locations,
     cell: Arc<OnceLock<Loaded>>,
     reporter: HealthReporter,
     stopping: watch::Receiver<bool>,
@@ -216,7 +216,7 @@ async fn load(
     let options = settings.model_options().expect("validated at start");
     let spec = ModelSpec {
         source: settings.model_source(),
-        hub,
+        locations,
         options,
         limits: settings.limits.inputs(),
         threads: settings.model.threads,

@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use clipd::grpc::RunningServer;
-use clipd::hub::HubSettings;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -80,7 +79,7 @@ async fn not_serving_until_the_model_is_loaded() {
     let checkpoint = BlockedCheckpoint::new();
     let mut s = settings("tiny-a");
     s.model.source = Some(checkpoint.dir.clone());
-    let mut server = RunningServer::start(s, HubSettings::from_env())
+    let mut server = RunningServer::start(s, clipd::config::locations_from_env())
         .await
         .unwrap();
     let channel = channel(&server).await;

@@ -6,7 +6,6 @@ use clipd::config::Settings;
 use clipd::grpc::pb::clip_client::ClipClient;
 use clipd::grpc::pb::{self, input::Kind};
 use clipd::grpc::RunningServer;
-use clipd::hub::HubSettings;
 use tonic::transport::Channel;
 
 use crate::common;
@@ -25,7 +24,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(settings: Settings) -> Self {
-        let mut server = RunningServer::start(settings, HubSettings::from_env())
+        let mut server = RunningServer::start(settings, clipd::config::locations_from_env())
             .await
             .expect("start the server");
         server.ready().await.expect("load the model");
