@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use clipd::clip::{Clip, InputLimits};
 use clipd::config::{locations_from_env, Overrides, Settings};
 use clipd::demo::train::TrainSettings;
+use clipd::engine::ModelSpec;
 use clipd::grpc::RunningServer;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
 use clipd::model_source::ModelSource;
@@ -115,24 +116,17 @@ struct EmbedArgs {
 }
 
 fn load(args: &ModelArgs) -> anyhow::Result<Clip> {
-    let source = ModelSource::parse(args.model.as_deref());
-    if source == ModelSource::Bundled {
-        tracing::warn!(
-            "no --model given: using the bundled demo model, a small CLIP trained on synthetic \
-             coloured shapes (not a real CLIP; pass --model DIR_OR_HUB_ID for one)"
-        );
-    }
-    let dir = source.locate(&locations_from_env())?;
-    if args.threads > 0 {
-        tch::set_num_threads(args.threads);
-    }
-    let options = ModelOptions {
-        device: args.device,
-        dtype: args.dtype,
+    let spec = ModelSpec {
+        source: ModelSource::parse(args.model.as_deref()),
+        locations: locations_from_env(),
+        options: ModelOptions {
+            device: args.device,
+            dtype: args.dtype,
+        },
+        limits: InputLimits::default(),
+        threads: args.threads.max(0) as usize,
     };
-    let mut clip = Clip::load(&dir, &options, &InputLimits::default())
-        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-    clip.name = source.name(&dir);
+    let clip = spec.load()?;
     tracing::info!(model = %clip.name, device = ?clip.model.device, dtype = %clip.model.dtype, "model loaded");
     Ok(clip)
 }
@@ -207,12 +201,6 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         dtype: args.dtype,
     };
     let settings = Settings::load(args.config.as_deref(), &overrides)?;
-    if settings.model_source() == ModelSource::Bundled {
-        tracing::warn!(
-            "no model configured: serving the bundled demo model, a small CLIP trained on \
-             synthetic coloured shapes (not a real CLIP; set --model or model.source)"
-        );
-    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let mut server = RunningServer::start(settings, locations_from_env()).await?;

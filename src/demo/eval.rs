@@ -5,6 +5,7 @@ use std::io::Cursor;
 
 use super::rng::SplitMix64;
 use super::shapes::{class_labels, Scene};
+use crate::ann::dot;
 use crate::clip::Clip;
 use crate::error::InputError;
 
@@ -25,10 +26,6 @@ pub fn png(scene: &Scene, side: usize) -> Vec<u8> {
     )
     .expect("encoding a PNG in memory cannot fail");
     bytes
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn argmax(scores: impl Iterator<Item = f32>) -> usize {

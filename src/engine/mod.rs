@@ -139,7 +139,7 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name("clipd-model".into())
             .spawn(move || {
-                let clip = match load(&spec) {
+                let clip = match spec.load() {
                     Ok(clip) => clip,
                     Err(e) => {
                         let _ = loaded_tx.send(Err(e));
@@ -420,18 +420,28 @@ impl Drop for Unqueued<'_> {
     }
 }
 
-fn load(spec: &ModelSpec) -> Result<Clip, LoadError> {
-    if spec.threads > 0 {
-        tch::set_num_threads(spec.threads as i32);
+impl ModelSpec {
+    /// Fetches or unpacks the checkpoint if need be, sets libtorch's threads, and loads it under
+    /// the name clients see. `clipd embed` and the engine's model thread both load this way.
+    pub fn load(&self) -> Result<Clip, LoadError> {
+        if self.source == ModelSource::Bundled {
+            tracing::warn!(
+                "no model configured: using the bundled demo model, a small CLIP trained on \
+                 synthetic coloured shapes (not a real CLIP; set --model or model.source)"
+            );
+        }
+        if self.threads > 0 {
+            tch::set_num_threads(self.threads as i32);
+        }
+        let dir = self.source.locate(&self.locations)?;
+        let mut clip =
+            Clip::load(&dir, &self.options, &self.limits).map_err(|source| LoadError::Model {
+                dir: dir.clone(),
+                source,
+            })?;
+        clip.name = self.source.name(&dir);
+        Ok(clip)
     }
-    let dir = spec.source.locate(&spec.locations)?;
-    let mut clip =
-        Clip::load(&dir, &spec.options, &spec.limits).map_err(|source| LoadError::Model {
-            dir: dir.clone(),
-            source,
-        })?;
-    clip.name = spec.source.name(&dir);
-    Ok(clip)
 }
 
 fn describe(clip: &Clip) -> ModelDescription {

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::deadline;
 use super::pb;
 use super::server::Loaded;
+use super::too_large;
 use crate::classify::{Classification, Labels, TemplateSet};
 use crate::config::Settings;
 use crate::engine::{EmbedInput, Embedded, Engine, Timing};
@@ -258,7 +259,7 @@ async fn run_stream(
                     // turn.
                     Err(status) => {
                         reading = false;
-                        let status = unreadable(received, status);
+                        let status = in_message(received, status);
                         in_flight.push_back(Either::Right(std::future::ready(Err(status))));
                     }
                 }
@@ -267,13 +268,16 @@ async fn run_stream(
     }
 }
 
-/// tonic's OUT_OF_RANGE for an oversized message is INVALID_ARGUMENT in clipd's contract.
-fn unreadable(index: usize, status: Status) -> Status {
-    let code = match status.code() {
-        tonic::Code::OutOfRange => tonic::Code::InvalidArgument,
-        code => code,
+/// A stream message's failure, named by its index. tonic's OUT_OF_RANGE for an oversized message
+/// becomes INVALID_ARGUMENT, worded as for a unary call.
+fn in_message(index: usize, status: Status) -> Status {
+    let (code, message) = match too_large::explain(status.message()) {
+        Some(text) if status.code() == tonic::Code::OutOfRange => {
+            (tonic::Code::InvalidArgument, text)
+        }
+        _ => (status.code(), status.message().to_owned()),
     };
-    Status::new(code, format!("message {index}: {}", status.message()))
+    Status::new(code, format!("message {index}: {message}"))
 }
 
 async fn embed_message(
@@ -282,11 +286,7 @@ async fn embed_message(
     index: usize,
     deadline: Option<Instant>,
 ) -> Result<pb::EmbedResponse, Status> {
-    embed(engine, request, deadline).await.map_err(|e| {
-        let status = Status::from(e);
-        Status::new(
-            status.code(),
-            format!("message {index}: {}", status.message()),
-        )
-    })
+    embed(engine, request, deadline)
+        .await
+        .map_err(|e| in_message(index, e.into()))
 }

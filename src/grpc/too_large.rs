@@ -1,6 +1,7 @@
 //! tonic refuses a request message over the size limit with OUT_OF_RANGE, in the response's
 //! trailers, before any handler runs; clipd's contract says INVALID_ARGUMENT for a request that
-//! is too large, with the limit named. This rewrites that one answer.
+//! is too large, with the limit named. This rewrites that one answer (and `explain` words it for
+//! EmbedStream, where the status reaches the handler instead).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -53,30 +54,36 @@ impl<B: Body + Unpin> Body for Rewritten<B> {
 
 /// OUT_OF_RANGE "decoded message length too large" (headers or trailers) -> INVALID_ARGUMENT.
 fn rewrite_status(headers: &mut HeaderMap) {
-    let is_out_of_range = headers.get("grpc-status").is_some_and(|s| s == "11");
-    let numbers: Option<Vec<String>> = headers
+    if headers.get("grpc-status").is_none_or(|s| s != "11") {
+        return;
+    }
+    let Some(text) = headers
         .get("grpc-message")
         .and_then(|m| m.to_str().ok())
         // grpc-message is percent-encoded.
         .and_then(|m| percent_encoding::percent_decode_str(m).decode_utf8().ok())
-        .and_then(|m| m.strip_prefix(TONIC_MESSAGE).map(str::to_owned))
-        .map(|rest| {
-            rest.split(|c: char| !c.is_ascii_digit())
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        });
-    let (true, Some(numbers)) = (is_out_of_range, numbers) else {
+        .and_then(|m| explain(&m))
+    else {
         return;
-    };
-    let text = match &numbers[..] {
-        [found, limit] => format!(
-            "the request message is {found} bytes; the limit is {limit} (server.max_message_bytes)"
-        ),
-        _ => "the request message is over server.max_message_bytes".to_owned(),
     };
     headers.insert("grpc-status", HeaderValue::from_static("3"));
     if let Ok(value) = HeaderValue::from_str(&text) {
         headers.insert("grpc-message", value);
     }
+}
+
+/// clipd's words for tonic's "message too large" message; None for any other message.
+pub fn explain(tonic_message: &str) -> Option<String> {
+    // "N bytes, the limit is: M bytes"
+    let rest = tonic_message.strip_prefix(TONIC_MESSAGE)?;
+    let numbers: Vec<&str> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some(match numbers[..] {
+        [found, limit] => format!(
+            "the request message is {found} bytes; the limit is {limit} (server.max_message_bytes)"
+        ),
+        _ => "the request message is over server.max_message_bytes".to_owned(),
+    })
 }
