@@ -19,6 +19,22 @@ pub(crate) struct Job<P> {
 }
 
 impl<P> Job<P> {
+    /// A job entering its queue now.
+    pub fn queued(
+        payload: P,
+        deadline: Option<Instant>,
+        reply: oneshot::Sender<Result<Done, EngineError>>,
+        admission: OwnedSemaphorePermit,
+    ) -> Self {
+        Self {
+            payload,
+            enqueued: Instant::now(),
+            deadline,
+            reply,
+            _admission: admission,
+        }
+    }
+
     /// None for a job whose deadline passed (answered DEADLINE_EXCEEDED) or whose request is gone
     /// (the client cancelled): neither should cost model time.
     pub fn into_live(self, now: Instant, stats: &Stats) -> Option<Self> {

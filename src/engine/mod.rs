@@ -314,27 +314,14 @@ impl Engine {
         for input in prepared {
             let (reply, answer) = oneshot::channel();
             let permit = admission.split(1).expect("one permit per input");
-            let enqueued = Instant::now();
             let (sent, truncated) = match input {
                 Prepared::Text(text) => {
                     let truncated = text.truncated;
-                    let job = Job {
-                        payload: text,
-                        enqueued,
-                        deadline,
-                        reply,
-                        _admission: permit,
-                    };
+                    let job = Job::queued(text, deadline, reply, permit);
                     (inner.texts.send(job).is_ok(), truncated)
                 }
                 Prepared::Image(pixels) => {
-                    let job = Job {
-                        payload: pixels,
-                        enqueued,
-                        deadline,
-                        reply,
-                        _admission: permit,
-                    };
+                    let job = Job::queued(pixels, deadline, reply, permit);
                     (inner.pixels.send(job).is_ok(), false)
                 }
             };
