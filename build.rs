@@ -21,7 +21,10 @@ fn compile_protos() {
     std::fs::write(out.join("clipd_descriptor.bin"), fds.encode_to_vec())
         .expect("write the descriptor set");
     tonic_prost_build::configure()
+        // Encoded images are handed to the decoder without a copy.
         .bytes(".clipd.v1.Input.image")
+        .bytes(".clipd.v1.Item.image")
+        .bytes(".clipd.v1.SearchRequest.image")
         .compile_fds(fds)
         .expect("generate the gRPC code");
 }

@@ -26,6 +26,7 @@ pub struct Settings {
     pub classify: ClassifySettings,
     /// Named classifiers, embedded at start-up (`Classify` with `classifier: NAME`).
     pub classifiers: BTreeMap<String, ClassifierSettings>,
+    pub index: IndexSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,6 +184,50 @@ impl Default for ClassifySettings {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexSettings {
+    /// Where collections are kept (`<data_dir>/collections/<name>`).
+    pub data_dir: PathBuf,
+    /// How often collections written to are snapshotted (and their logs emptied); 0: only at
+    /// shutdown.
+    pub snapshot_interval_s: u64,
+    /// Searches whose filter matches at most this many items, and searches of collections this
+    /// small, scan those items exactly instead of walking the graph.
+    pub exact_scan_max_items: usize,
+    /// A collection's graph is rebuilt without its tombstones (replaced and deleted items) once
+    /// they are at least this share of it...
+    pub rebuild_tombstone_ratio: f64,
+    /// ...and at least this many.
+    pub rebuild_min_tombstones: usize,
+    /// Hits one search may ask for.
+    pub max_top_k: usize,
+    pub max_collections: usize,
+    /// Defaults for new collections (CreateCollection can set each).
+    pub hnsw: HnswSettings,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: "clipd-data".into(),
+            snapshot_interval_s: 300,
+            exact_scan_max_items: 2000,
+            rebuild_tombstone_ratio: 0.2,
+            rebuild_min_tombstones: 1000,
+            max_top_k: 1000,
+            max_collections: 1000,
+            hnsw: HnswSettings::default(),
+        }
+    }
+}
+
+impl IndexSettings {
+    pub fn snapshot_interval(&self) -> Option<Duration> {
+        (self.snapshot_interval_s > 0).then(|| Duration::from_secs(self.snapshot_interval_s))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClassifierSettings {
@@ -335,6 +380,22 @@ impl Settings {
         }
         if let Some(problem) = self.classify.hnsw.problem() {
             return invalid("classify.hnsw", &problem);
+        }
+        let i = &self.index;
+        if let Some(problem) = i.hnsw.problem() {
+            return invalid("index.hnsw", &problem);
+        }
+        if !(i.rebuild_tombstone_ratio > 0.0 && i.rebuild_tombstone_ratio <= 1.0) {
+            return invalid(
+                "index.rebuild_tombstone_ratio",
+                "must be over 0 and at most 1",
+            );
+        }
+        if i.max_top_k == 0 {
+            return invalid("index.max_top_k", "must be at least 1");
+        }
+        if i.data_dir.as_os_str().is_empty() {
+            return invalid("index.data_dir", "must name a directory");
         }
         for (name, classifier) in &self.classifiers {
             if let Some(problem) = classifier.problem() {

@@ -94,6 +94,11 @@ pub enum LoadError {
     Thread(String),
     #[error("cannot embed the configured classifiers' labels: {0}")]
     Classifiers(String),
+    #[error("cannot open the collections' data directory {dir}: {source}")]
+    Collections {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Why a request to the engine was not answered with embeddings.
@@ -153,6 +158,57 @@ impl From<ClassifyError> for tonic::Status {
             ClassifyError::Engine(e) => e.into(),
             ClassifyError::UnknownClassifier(_) => Self::not_found(error.to_string()),
             ClassifyError::InvalidRequest(_) => Self::invalid_argument(error.to_string()),
+        }
+    }
+}
+
+/// Why a Search or a Collections request was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("no collection named {0:?}")]
+    UnknownCollection(String),
+    #[error("collection {collection:?} has no item {id:?}")]
+    UnknownItem { collection: String, id: String },
+    #[error("a collection named {0:?} exists")]
+    Exists(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the server holds {0} collections, its limit (index.max_collections)")]
+    TooManyCollections(usize),
+    #[error(
+        "collection {name:?} holds embeddings of {model} ({dim} values); the server runs \
+         {loaded} ({loaded_dim} values): serve it with that model, or drop it"
+    )]
+    OtherModel {
+        name: String,
+        model: String,
+        dim: usize,
+        loaded: String,
+        loaded_dim: usize,
+    },
+    #[error("collection {name:?} could not be opened at start-up: {reason}")]
+    Unopened { name: String, reason: String },
+    #[error("collection {0:?} cannot be written: its storage failed (see the server's log)")]
+    Storage(String),
+}
+
+impl From<IndexError> for tonic::Status {
+    fn from(error: IndexError) -> Self {
+        let message = error.to_string();
+        match error {
+            IndexError::Engine(e) => e.into(),
+            IndexError::UnknownCollection(_) | IndexError::UnknownItem { .. } => {
+                Self::not_found(message)
+            }
+            IndexError::Exists(_) => Self::already_exists(message),
+            IndexError::InvalidRequest(_) => Self::invalid_argument(message),
+            IndexError::TooManyCollections(_) => Self::resource_exhausted(message),
+            IndexError::OtherModel { .. } => Self::failed_precondition(message),
+            IndexError::Unopened { .. } => Self::data_loss(message),
+            // The log has the details.
+            IndexError::Storage(_) => Self::internal(message),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod grpc;
 pub mod hub;
+pub mod index;
 pub mod model;
 pub mod model_source;
 pub mod preprocess;

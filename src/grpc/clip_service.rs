@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::collections_service;
 use super::deadline;
 use super::pb;
 use super::server::Loaded;
@@ -96,7 +97,7 @@ fn inputs(inputs: Vec<pb::Input>) -> Result<Vec<EmbedInput>, EngineError> {
         .collect()
 }
 
-fn timing(timing: Timing) -> pb::Timing {
+pub(super) fn timing(timing: Timing) -> pb::Timing {
     let micros = |d: std::time::Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
     pb::Timing {
         preprocess_micros: micros(timing.preprocess),
@@ -216,7 +217,18 @@ impl pb::clip_server::Clip for ClipService {
             max_delay_ms: clamp(batching.max_delay_ms),
             logit_scale: model.logit_scale,
             classifiers: self.settings.classifiers.keys().cloned().collect(),
+            max_top_k: clamp(self.settings.index.max_top_k as u64),
         }))
+    }
+
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let deadline = deadline::of(&request);
+        let loaded = self.loaded()?;
+        let work = collections_service::search(loaded, request.into_inner(), deadline);
+        Ok(Response::new(deadline::within(deadline, work).await?))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The gRPC surface: thin service implementations over the engine, and the server around them.
 
 mod clip_service;
+mod collections_service;
 mod deadline;
 mod server;
 mod too_large;

@@ -15,6 +15,7 @@ use tonic_health::ServingStatus;
 use tonic::service::interceptor::InterceptedService;
 
 use super::clip_service::ClipService;
+use super::collections_service::CollectionsService;
 use super::deadline;
 use super::pb;
 use super::too_large;
@@ -22,6 +23,7 @@ use crate::classify::Classify;
 use crate::config::Settings;
 use crate::engine::{Engine, EngineSettings, Health, ModelSpec};
 use crate::error::LoadError;
+use crate::index::Registry;
 use crate::model_source::Locations;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +49,11 @@ pub enum ServeError {
 pub struct Loaded {
     pub engine: Engine,
     pub classify: Classify,
+    pub collections: Arc<Registry>,
 }
 
 /// The health-checked service names; "" is the server as a whole.
-const SERVICES: [&str; 2] = ["", "clipd.v1.Clip"];
+const SERVICES: [&str; 3] = ["", "clipd.v1.Clip", "clipd.v1.Collections"];
 
 /// A server accepting connections. `shutdown` stops it and waits; dropping it starts the same
 /// graceful stop without waiting.
@@ -105,6 +108,12 @@ impl RunningServer {
         })
         .max_decoding_message_size(max_message_bytes);
         let clip = InterceptedService::new(clip, deadline::stamp);
+        let collections = pb::collections_server::CollectionsServer::new(CollectionsService {
+            loaded: loaded.clone(),
+            stopping: stopping_rx.clone(),
+        })
+        .max_decoding_message_size(max_message_bytes);
+        let collections = InterceptedService::new(collections, deadline::stamp);
 
         // Small responses must not wait for delayed ACKs (Nagle's algorithm adds ~40 ms).
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -118,6 +127,7 @@ impl RunningServer {
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .add_service(clip)
+                .add_service(collections)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 }),
@@ -151,6 +161,11 @@ impl RunningServer {
     /// The engine, once the model has loaded.
     pub fn engine(&self) -> Option<&Engine> {
         self.loaded.get().map(|l| &l.engine)
+    }
+
+    /// The collections, once the model has loaded.
+    pub fn collections(&self) -> Option<&Arc<Registry>> {
+        self.loaded.get().map(|l| &l.collections)
     }
 
     /// The classifiers, once the model has loaded.
@@ -202,6 +217,11 @@ impl RunningServer {
                 serving.abort();
             }
         }
+        if let Some(loaded) = self.loaded.get() {
+            let collections = Arc::clone(&loaded.collections);
+            let written = tokio::task::spawn_blocking(move || collections.snapshot_all()).await;
+            tracing::info!(snapshots = written.unwrap_or(0), "collections saved");
+        }
         Ok(())
     }
 }
@@ -230,8 +250,30 @@ async fn load(
     let classify = Classify::start(engine.clone(), &settings)
         .await
         .map_err(|e| LoadError::Classifiers(e.to_string()))?;
+    let index = settings.index.clone();
+    let (model, dim) = {
+        let d = engine.description();
+        (d.name.clone(), d.dim)
+    };
+    let dir = index.data_dir.clone();
+    let collections = tokio::task::spawn_blocking(move || Registry::open(index, &model, dim))
+        .await
+        .map_err(|e| LoadError::Thread(e.to_string()))?
+        .map_err(|source| LoadError::Collections { dir, source })?;
+    let collections = Arc::new(collections);
+    if let Some(every) = settings.index.snapshot_interval() {
+        tokio::spawn(snapshot_periodically(
+            Arc::downgrade(&collections),
+            every,
+            stopping.clone(),
+        ));
+    }
     let health = engine.health();
-    let _ = cell.set(Loaded { engine, classify });
+    let _ = cell.set(Loaded {
+        engine,
+        classify,
+        collections,
+    });
     tokio::spawn(report_health(health, reporter, stopping));
     Ok(())
 }
@@ -263,5 +305,25 @@ async fn report_health(
             changed = health.changed() => if changed.is_err() { return },
             _ = stopping.changed() => {}
         }
+    }
+}
+
+/// Snapshots collections written to, every `every`, until shutdown (which writes the last ones).
+async fn snapshot_periodically(
+    collections: std::sync::Weak<Registry>,
+    every: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopping.changed() => return,
+        }
+        let Some(collections) = collections.upgrade() else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || collections.snapshot_all()).await;
     }
 }

@@ -1,0 +1,417 @@
+//! `clipd.v1.Collections` and `Clip.Search`: validate, convert, embed what needs embedding, call
+//! the collection (on the blocking pool: log flushes and graph work), map the error.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use super::clip_service::timing;
+use super::deadline;
+use super::pb;
+use super::server::Loaded;
+use crate::ann::HnswSettings;
+use crate::engine::{EmbedInput, Engine};
+use crate::error::{EngineError, IndexError};
+use crate::index::{self, Collection, Info, Item, Listed, Metadata, Registry, Search, Target};
+
+pub struct CollectionsService {
+    pub loaded: Arc<OnceLock<Loaded>>,
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl CollectionsService {
+    fn loaded(&self) -> Result<&Loaded, Status> {
+        if *self.stopping.borrow() {
+            return Err(Status::unavailable("the server is shutting down"));
+        }
+        self.loaded
+            .get()
+            .ok_or_else(|| Status::unavailable("the model is loading; retry shortly"))
+    }
+}
+
+/// Runs collection work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(Status::from),
+        Err(e) => {
+            tracing::error!(error = %e, "collection work panicked");
+            Err(Status::internal(
+                "collection work failed (see the server's log)",
+            ))
+        }
+    }
+}
+
+fn invalid(message: String) -> IndexError {
+    IndexError::InvalidRequest(message)
+}
+
+fn info(info: Info) -> pb::CollectionInfo {
+    let m = info.manifest;
+    pb::CollectionInfo {
+        name: m.name,
+        model: m.model,
+        dim: m.dim as u32,
+        count: info.count as u64,
+        m: m.hnsw.m as u32,
+        ef_construction: m.hnsw.ef_construction as u32,
+        ef_search: m.hnsw.ef_search as u32,
+        tombstones: info.tombstones as u64,
+        unsnapshotted_writes: info.unsnapshotted_writes,
+    }
+}
+
+fn metadata(map: std::collections::HashMap<String, String>) -> Metadata {
+    map.into_iter().collect()
+}
+
+/// What an item or a query is made from, before embedding.
+enum Content {
+    Embed(EmbedInput),
+    Vector(Vec<f32>),
+}
+
+/// Unit vectors for the contents, in order: given vectors are checked and normalised, texts and
+/// images are embedded together in one engine request. Errors name the content's index as
+/// `what` (item or query).
+async fn vectors(
+    engine: &Engine,
+    dim: usize,
+    contents: Vec<(usize, Content)>,
+    deadline: Option<Instant>,
+) -> Result<(Vec<Vec<f32>>, Option<pb::Timing>), IndexError> {
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; contents.len()];
+    let mut to_embed = Vec::new();
+    let mut embedded_at = Vec::new();
+    for (position, (index, content)) in contents.into_iter().enumerate() {
+        match content {
+            Content::Vector(values) => {
+                let unit = index::unit_vector(values, dim)
+                    .map_err(|e| invalid(format!("item {index}: {e}")))?;
+                out[position] = Some(unit);
+            }
+            Content::Embed(input) => {
+                to_embed.push(input);
+                embedded_at.push((position, index));
+            }
+        }
+    }
+    let mut timing_out = None;
+    if !to_embed.is_empty() {
+        let embedded = engine
+            .embed(to_embed, deadline)
+            .await
+            .map_err(|e| match e {
+                EngineError::Input { index, source } => {
+                    invalid(format!("item {}: {source}", embedded_at[index].1))
+                }
+                other => IndexError::Engine(other),
+            })?;
+        for ((position, _), embedding) in embedded_at.iter().zip(embedded.embeddings) {
+            out[*position] = Some(embedding.values);
+        }
+        timing_out = Some(timing(embedded.timing));
+    }
+    Ok((
+        out.into_iter()
+            .map(|v| v.expect("every content has a vector"))
+            .collect(),
+        timing_out,
+    ))
+}
+
+/// `Clip.Search`.
+pub async fn search(
+    loaded: &Loaded,
+    request: pb::SearchRequest,
+    deadline: Option<Instant>,
+) -> Result<pb::SearchResponse, IndexError> {
+    let registry = &loaded.collections;
+    let max_top_k = registry.settings().max_top_k;
+    let top_k = match request.top_k as usize {
+        0 => 10.min(max_top_k),
+        k if k > max_top_k => {
+            return Err(invalid(format!(
+                "top_k is {k}; the limit is {max_top_k} (index.max_top_k)"
+            )))
+        }
+        k => k,
+    };
+    let filter = metadata(request.filter);
+    if let Some(problem) = index::metadata_problem(&filter) {
+        return Err(invalid(format!("filter: {problem}")));
+    }
+    let collection = registry.get(&request.collection)?;
+    let dim = collection.manifest().dim;
+    use pb::search_request::Query;
+    let content = match request.query {
+        Some(Query::Text(text)) => Content::Embed(EmbedInput::Text(text)),
+        Some(Query::Image(bytes)) => Content::Embed(EmbedInput::Image(bytes)),
+        Some(Query::Vector(v)) => Content::Vector(v.values),
+        Some(Query::Id(id)) => {
+            return run_search(
+                collection,
+                Target::Id(id),
+                top_k,
+                request.ef_search,
+                filter,
+                None,
+            )
+            .await
+        }
+        None => return Err(invalid("set a query: text, image, vector or id".into())),
+    };
+    let (mut vectors, timing) = vectors(&loaded.engine, dim, vec![(0, content)], deadline)
+        .await
+        .map_err(|e| match e {
+            IndexError::InvalidRequest(m) => invalid(m.replacen("item 0", "the query", 1)),
+            other => other,
+        })?;
+    let target = Target::Vector(vectors.pop().expect("one vector"));
+    run_search(collection, target, top_k, request.ef_search, filter, timing).await
+}
+
+async fn run_search(
+    collection: Arc<Collection>,
+    target: Target,
+    top_k: usize,
+    ef_search: u32,
+    filter: Metadata,
+    timing: Option<pb::Timing>,
+) -> Result<pb::SearchResponse, IndexError> {
+    let search = Search {
+        target,
+        top_k,
+        ef_search: (ef_search > 0).then_some(ef_search as usize),
+        filter,
+    };
+    let started = Instant::now();
+    let found = match tokio::task::spawn_blocking(move || collection.search(&search)).await {
+        Ok(found) => found?,
+        Err(e) => {
+            tracing::error!(error = %e, "search panicked");
+            return Err(IndexError::Storage("search".into()));
+        }
+    };
+    Ok(pb::SearchResponse {
+        hits: found
+            .hits
+            .into_iter()
+            .map(|h| pb::Hit {
+                id: h.id,
+                score: h.score,
+                metadata: h.metadata.into_iter().collect(),
+            })
+            .collect(),
+        exact: found.exact,
+        search_micros: started.elapsed().as_micros() as u64,
+        timing,
+    })
+}
+
+/// Checks an Upsert's items and embeds their contents.
+async fn items(
+    engine: &Engine,
+    collection: &Collection,
+    given: Vec<pb::Item>,
+    max_items: usize,
+    deadline: Option<Instant>,
+) -> Result<(Vec<Item>, Option<pb::Timing>), IndexError> {
+    if given.is_empty() {
+        return Err(invalid("the request has no items".into()));
+    }
+    if given.len() > max_items {
+        return Err(invalid(format!(
+            "the request has {} items; the limit is {max_items}",
+            given.len()
+        )));
+    }
+    let mut seen = std::collections::HashMap::new();
+    let mut contents = Vec::with_capacity(given.len());
+    let mut heads = Vec::with_capacity(given.len());
+    for (index, item) in given.into_iter().enumerate() {
+        if let Some(problem) = index::id_problem(&item.id) {
+            return Err(invalid(format!("item {index}: {problem}")));
+        }
+        if let Some(first) = seen.insert(item.id.clone(), index) {
+            return Err(invalid(format!(
+                "items {first} and {index} have the same id {:?}",
+                item.id
+            )));
+        }
+        let meta = metadata(item.metadata);
+        if let Some(problem) = index::metadata_problem(&meta) {
+            return Err(invalid(format!("item {index}: {problem}")));
+        }
+        use pb::item::Content as Given;
+        let content = match item.content {
+            Some(Given::Text(text)) => Content::Embed(EmbedInput::Text(text)),
+            Some(Given::Image(bytes)) => Content::Embed(EmbedInput::Image(bytes)),
+            Some(Given::Vector(v)) => Content::Vector(v.values),
+            None => {
+                return Err(invalid(format!(
+                    "item {index} is empty: set text, image or vector"
+                )))
+            }
+        };
+        contents.push((index, content));
+        heads.push((item.id, meta));
+    }
+    let dim = collection.manifest().dim;
+    let (vectors, timing) = vectors(engine, dim, contents, deadline).await?;
+    let items = heads
+        .into_iter()
+        .zip(vectors)
+        .map(|((id, metadata), vector)| Item {
+            id,
+            metadata,
+            vector,
+        })
+        .collect();
+    Ok((items, timing))
+}
+
+fn registry(loaded: &Loaded) -> Arc<Registry> {
+    Arc::clone(&loaded.collections)
+}
+
+#[tonic::async_trait]
+impl pb::collections_server::Collections for CollectionsService {
+    async fn create_collection(
+        &self,
+        request: Request<pb::CreateCollectionRequest>,
+    ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
+        let registry = registry(self.loaded()?);
+        let r = request.into_inner();
+        let hnsw = HnswSettings {
+            m: r.m as usize,
+            ef_construction: r.ef_construction as usize,
+            ef_search: r.ef_search as usize,
+        };
+        let created = blocking(move || registry.create(&r.name, hnsw)).await?;
+        Ok(Response::new(pb::CreateCollectionResponse {
+            collection: Some(info(created)),
+        }))
+    }
+
+    async fn drop_collection(
+        &self,
+        request: Request<pb::DropCollectionRequest>,
+    ) -> Result<Response<pb::DropCollectionResponse>, Status> {
+        let registry = registry(self.loaded()?);
+        let name = request.into_inner().name;
+        blocking(move || registry.drop_collection(&name)).await?;
+        Ok(Response::new(pb::DropCollectionResponse {}))
+    }
+
+    async fn list_collections(
+        &self,
+        _: Request<pb::ListCollectionsRequest>,
+    ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
+        let registry = registry(self.loaded()?);
+        let listed = blocking(move || Ok(registry.list())).await?;
+        let collections = listed
+            .into_iter()
+            .map(|(name, listed)| match listed {
+                Listed::Open(i) => info(i),
+                // Listed so that it can be found and dropped; its counts are unknown.
+                Listed::Closed(manifest, _) => pb::CollectionInfo {
+                    name,
+                    model: manifest
+                        .as_ref()
+                        .map(|m| m.model.clone())
+                        .unwrap_or_default(),
+                    dim: manifest.as_ref().map_or(0, |m| m.dim as u32),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::ListCollectionsResponse { collections }))
+    }
+
+    async fn get_collection(
+        &self,
+        request: Request<pb::GetCollectionRequest>,
+    ) -> Result<Response<pb::GetCollectionResponse>, Status> {
+        let collection = self.loaded()?.collections.get(&request.into_inner().name)?;
+        let described = blocking(move || Ok(collection.info())).await?;
+        Ok(Response::new(pb::GetCollectionResponse {
+            collection: Some(info(described)),
+        }))
+    }
+
+    async fn upsert(
+        &self,
+        request: Request<pb::UpsertRequest>,
+    ) -> Result<Response<pb::UpsertResponse>, Status> {
+        let deadline = deadline::of(&request);
+        let loaded = self.loaded()?;
+        let r = request.into_inner();
+        let collection = loaded.collections.get(&r.collection)?;
+        let max_items = loaded.engine.max_inputs_per_request();
+        let work = items(&loaded.engine, &collection, r.items, max_items, deadline);
+        let (items, timing) = deadline::within(deadline, work).await?;
+        let (inserted, replaced) = blocking(move || collection.upsert(items)).await?;
+        Ok(Response::new(pb::UpsertResponse {
+            inserted: inserted as u32,
+            replaced: replaced as u32,
+            timing,
+        }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let loaded = self.loaded()?;
+        let r = request.into_inner();
+        let collection = loaded.collections.get(&r.collection)?;
+        let max = loaded.engine.max_inputs_per_request();
+        if r.ids.len() > max {
+            return Err(invalid(format!(
+                "the request has {} ids; the limit is {max}",
+                r.ids.len()
+            ))
+            .into());
+        }
+        let deleted = blocking(move || collection.delete(r.ids)).await?;
+        Ok(Response::new(pb::DeleteResponse {
+            deleted: deleted as u32,
+        }))
+    }
+
+    async fn get_items(
+        &self,
+        request: Request<pb::GetItemsRequest>,
+    ) -> Result<Response<pb::GetItemsResponse>, Status> {
+        let loaded = self.loaded()?;
+        let r = request.into_inner();
+        if r.ids.len() > index::MAX_GET_IDS {
+            return Err(invalid(format!(
+                "the request has {} ids; the limit is {}",
+                r.ids.len(),
+                index::MAX_GET_IDS
+            ))
+            .into());
+        }
+        let collection = loaded.collections.get(&r.collection)?;
+        let found = blocking(move || Ok(collection.get(&r.ids))).await?;
+        let items = found
+            .into_iter()
+            .map(|item| pb::Item {
+                id: item.id,
+                content: r.with_vectors.then(|| {
+                    pb::item::Content::Vector(pb::Vector {
+                        values: item.vector,
+                    })
+                }),
+                metadata: item.metadata.into_iter().collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::GetItemsResponse { items }))
+    }
+}

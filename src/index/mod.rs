@@ -1,0 +1,76 @@
+//! Collections of items searched by embedding: an HNSW graph (hnsw_rs) per collection with
+//! tombstones and background rebuilds, metadata filters, a write-ahead log and snapshots.
+
+mod codec;
+mod collection;
+mod registry;
+mod snapshot;
+mod store;
+mod wal;
+
+pub use collection::{Collection, Info, Manifest, Search, Target};
+pub use registry::{name_problem, Listed, Registry};
+pub use store::{Found, Hit, Item, Metadata};
+
+use crate::ann::dot;
+
+/// Limits on what an item carries (vectors are limited by the collection's dimension).
+pub const MAX_ID_BYTES: usize = 1024;
+pub const MAX_METADATA_PAIRS: usize = 64;
+pub const MAX_METADATA_BYTES: usize = 1024;
+/// Ids in one GetItems request.
+pub const MAX_GET_IDS: usize = 1024;
+
+/// What is wrong with an item's id, if anything.
+pub fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("the id is empty".into());
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Some(format!("the id is {} bytes, over {MAX_ID_BYTES}", id.len()));
+    }
+    None
+}
+
+/// What is wrong with metadata (an item's, or a filter), if anything.
+pub fn metadata_problem(metadata: &Metadata) -> Option<String> {
+    if metadata.len() > MAX_METADATA_PAIRS {
+        return Some(format!(
+            "{} metadata pairs, over {MAX_METADATA_PAIRS}",
+            metadata.len()
+        ));
+    }
+    metadata.iter().find_map(|(k, v)| {
+        if k.is_empty() {
+            Some("a metadata key is empty".into())
+        } else if k.len() > MAX_METADATA_BYTES || v.len() > MAX_METADATA_BYTES {
+            Some(format!(
+                "metadata key {:?}…: keys and values are at most {MAX_METADATA_BYTES} bytes",
+                k.chars().take(32).collect::<String>()
+            ))
+        } else {
+            None
+        }
+    })
+}
+
+/// The vector scaled to unit length, or why it cannot be.
+pub fn unit_vector(mut values: Vec<f32>, dim: usize) -> Result<Vec<f32>, String> {
+    if values.len() != dim {
+        return Err(format!(
+            "the vector has {} values; the collection's have {dim}",
+            values.len()
+        ));
+    }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!("the vector's value {i} is {}", values[i]));
+    }
+    let norm = dot(&values, &values).sqrt();
+    if !norm.is_normal() {
+        return Err(
+            "the vector cannot be normalised: it is zero, or its values are too large".into(),
+        );
+    }
+    values.iter_mut().for_each(|v| *v /= norm);
+    Ok(values)
+}

@@ -1,0 +1,266 @@
+//! Every collection of the data directory, by name: opened at start-up, created and dropped by
+//! requests, snapshotted together.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use super::collection::{Collection, Info, Manifest};
+use crate::ann::HnswSettings;
+use crate::config::IndexSettings;
+use crate::error::IndexError;
+
+/// Directory prefixes of collections being created or dropped; left-overs of a crash are removed.
+const CREATING: &str = ".creating-";
+const DROPPING: &str = ".dropping-";
+
+enum Entry {
+    Open(Arc<Collection>),
+    /// Found at start-up, not served: it holds another model's embeddings.
+    OtherModel(Manifest),
+    /// Found at start-up, not served: it could not be read (the reason).
+    Unopened(Option<Manifest>, String),
+}
+
+impl Entry {
+    /// Why a closed collection is not served.
+    fn refusal(&self, name: &str, model: &str, dim: usize) -> Option<IndexError> {
+        match self {
+            Entry::Open(_) => None,
+            Entry::OtherModel(manifest) => Some(IndexError::OtherModel {
+                name: name.to_owned(),
+                model: manifest.model.clone(),
+                dim: manifest.dim,
+                loaded: model.to_owned(),
+                loaded_dim: dim,
+            }),
+            Entry::Unopened(_, reason) => Some(IndexError::Unopened {
+                name: name.to_owned(),
+                reason: reason.clone(),
+            }),
+        }
+    }
+}
+
+/// The collections, for the model the server runs.
+pub struct Registry {
+    root: PathBuf,
+    settings: Arc<IndexSettings>,
+    model: String,
+    dim: usize,
+    entries: RwLock<BTreeMap<String, Entry>>,
+}
+
+/// A collection's description, whether or not it could be opened.
+pub enum Listed {
+    Open(Info),
+    Closed(Option<Manifest>, String),
+}
+
+impl Registry {
+    /// Opens every collection under `<data_dir>/collections`. One that cannot be opened (another
+    /// model's, or damaged) is logged and kept closed: requests naming it get the reason.
+    pub fn open(settings: IndexSettings, model: &str, dim: usize) -> std::io::Result<Self> {
+        let root = settings.data_dir.join("collections");
+        std::fs::create_dir_all(&root)?;
+        let settings = Arc::new(settings);
+        let mut entries = BTreeMap::new();
+        for entry in std::fs::read_dir(&root)? {
+            let path = entry?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+                continue;
+            };
+            if name.starts_with(CREATING) || name.starts_with(DROPPING) {
+                std::fs::remove_dir_all(&path)?;
+                continue;
+            }
+            if name_problem(&name).is_some() || !path.is_dir() {
+                tracing::warn!(path = %path.display(), "not a collection; left alone");
+                continue;
+            }
+            let entry = open_one(&path, &settings, model, dim);
+            if let Some(e) = entry.refusal(&name, model, dim) {
+                tracing::error!(collection = name, error = %e, "collection not served");
+            }
+            entries.insert(name, entry);
+        }
+        Ok(Self {
+            root,
+            settings,
+            model: model.to_owned(),
+            dim,
+            entries: RwLock::new(entries),
+        })
+    }
+
+    pub fn settings(&self) -> &IndexSettings {
+        &self.settings
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Collection>, IndexError> {
+        match self.entries.read().expect("never poisoned").get(name) {
+            Some(Entry::Open(collection)) => Ok(Arc::clone(collection)),
+            Some(closed) => Err(closed
+                .refusal(name, &self.model, self.dim)
+                .expect("a closed entry")),
+            None => Err(IndexError::UnknownCollection(name.to_owned())),
+        }
+    }
+
+    /// Creates an empty collection; `hnsw` fields left at 0 take the configured defaults.
+    pub fn create(&self, name: &str, hnsw: HnswSettings) -> Result<Info, IndexError> {
+        if let Some(problem) = name_problem(name) {
+            return Err(IndexError::InvalidRequest(format!(
+                "collection name {name:?}: {problem}"
+            )));
+        }
+        let defaults = self.settings.hnsw;
+        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
+        let hnsw = HnswSettings {
+            m: pick(hnsw.m, defaults.m),
+            ef_construction: pick(hnsw.ef_construction, defaults.ef_construction),
+            ef_search: pick(hnsw.ef_search, defaults.ef_search),
+        };
+        if let Some(problem) = hnsw.problem() {
+            return Err(IndexError::InvalidRequest(format!(
+                "HNSW settings: {problem}"
+            )));
+        }
+        let mut entries = self.entries.write().expect("never poisoned");
+        if entries.contains_key(name) {
+            return Err(IndexError::Exists(name.to_owned()));
+        }
+        if entries.len() >= self.settings.max_collections {
+            return Err(IndexError::TooManyCollections(entries.len()));
+        }
+        let manifest = Manifest {
+            name: name.to_owned(),
+            model: self.model.clone(),
+            dim: self.dim,
+            hnsw,
+        };
+        // Built under a temporary name and renamed: a directory with a collection's name always
+        // holds a whole collection.
+        let staging = self.root.join(format!("{CREATING}{name}"));
+        let created = (|| {
+            if staging.exists() {
+                std::fs::remove_dir_all(&staging)?;
+            }
+            drop(Collection::create(
+                &staging,
+                manifest.clone(),
+                Arc::clone(&self.settings),
+            )?);
+            std::fs::rename(&staging, self.root.join(name))?;
+            sync_dir(&self.root)?;
+            Collection::open(&self.root.join(name), manifest, Arc::clone(&self.settings))
+                .map_err(std::io::Error::other)
+        })();
+        let collection = created.map_err(|e| {
+            tracing::error!(collection = name, error = %e, "cannot create collection");
+            IndexError::Storage(name.to_owned())
+        })?;
+        let info = collection.info();
+        entries.insert(name.to_owned(), Entry::Open(collection));
+        tracing::info!(collection = name, "created collection");
+        Ok(info)
+    }
+
+    /// Removes the collection and its data.
+    pub fn drop_collection(&self, name: &str) -> Result<(), IndexError> {
+        let mut entries = self.entries.write().expect("never poisoned");
+        let Some(entry) = entries.remove(name) else {
+            return Err(IndexError::UnknownCollection(name.to_owned()));
+        };
+        if let Entry::Open(collection) = &entry {
+            collection.mark_dropped();
+        }
+        let dir = self.root.join(name);
+        let doomed = self.root.join(format!("{DROPPING}{name}"));
+        let removed = std::fs::rename(&dir, &doomed)
+            .and_then(|()| sync_dir(&self.root))
+            .and_then(|()| std::fs::remove_dir_all(&doomed));
+        if let Err(e) = removed {
+            // It is gone from the server either way; a left-over directory goes at next start.
+            tracing::error!(collection = name, error = %e, "cannot remove the collection's files");
+        }
+        tracing::info!(collection = name, "dropped collection");
+        Ok(())
+    }
+
+    pub fn list(&self) -> Vec<(String, Listed)> {
+        self.entries
+            .read()
+            .expect("never poisoned")
+            .iter()
+            .map(|(name, entry)| {
+                let listed = match entry {
+                    Entry::Open(c) => Listed::Open(c.info()),
+                    Entry::OtherModel(manifest) => Listed::Closed(
+                        Some(manifest.clone()),
+                        entry
+                            .refusal(name, &self.model, self.dim)
+                            .expect("closed")
+                            .to_string(),
+                    ),
+                    Entry::Unopened(manifest, reason) => {
+                        Listed::Closed(manifest.clone(), reason.clone())
+                    }
+                };
+                (name.clone(), listed)
+            })
+            .collect()
+    }
+
+    /// Snapshots every collection written to since its last snapshot; errors are logged.
+    pub fn snapshot_all(&self) -> usize {
+        let open: Vec<Arc<Collection>> = self
+            .entries
+            .read()
+            .expect("never poisoned")
+            .values()
+            .filter_map(|e| match e {
+                Entry::Open(c) => Some(Arc::clone(c)),
+                _ => None,
+            })
+            .collect();
+        open.iter()
+            .filter(|c| matches!(c.snapshot(), Ok(true)))
+            .count()
+    }
+}
+
+fn open_one(path: &Path, settings: &Arc<IndexSettings>, model: &str, dim: usize) -> Entry {
+    let manifest = match Manifest::read(path) {
+        Ok(m) => m,
+        Err(reason) => return Entry::Unopened(None, reason),
+    };
+    if manifest.model != model || manifest.dim != dim {
+        return Entry::OtherModel(manifest);
+    }
+    match Collection::open(path, manifest.clone(), Arc::clone(settings)) {
+        Ok(c) => Entry::Open(c),
+        Err(reason) => Entry::Unopened(Some(manifest), reason),
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// What is wrong with a collection name: it names a directory.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name.len() > 64 {
+        return Some("must be 1 to 64 characters");
+    }
+    if name.starts_with('.') {
+        return Some("must not start with '.'");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Some("may hold only letters, digits, '-', '_' and '.'");
+    }
+    None
+}

@@ -1,0 +1,465 @@
+//! One collection in memory: its items, an HNSW graph over their vectors, and the maps around it.
+//!
+//! hnsw_rs cannot delete or update a point, so every write adds a point under a new slot number
+//! (hnsw_rs's data id) and a replaced or deleted item leaves a tombstone: its slot is empty and
+//! searches skip it until the collection is rebuilt from its live items.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use hnsw_rs::hnsw::Hnsw;
+
+use crate::ann::{dot, HnswSettings, UnitCosine};
+
+pub type Metadata = BTreeMap<String, String>;
+
+/// An item as stored: its vector is finite and of unit length.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub id: String,
+    pub metadata: Metadata,
+    pub vector: Vec<f32>,
+}
+
+/// A live item's slot.
+#[derive(Debug, Clone)]
+struct Slot {
+    id: String,
+    metadata: Metadata,
+}
+
+/// A search.
+pub struct Query<'a> {
+    /// Unit length, the collection's dimension.
+    pub vector: &'a [f32],
+    pub top_k: usize,
+    pub ef_search: usize,
+    /// Every pair must be in an item's metadata.
+    pub filter: &'a Metadata,
+    /// An item left out of the hits (the query's own, for a query by id).
+    pub exclude: Option<&'a str>,
+    /// Filters matching at most this many items, and collections this small, are scanned exactly.
+    pub exact_scan_max: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub id: String,
+    pub score: f32,
+    pub metadata: Metadata,
+}
+
+#[derive(Debug, Default)]
+pub struct Found {
+    pub hits: Vec<Hit>,
+    /// Answered by scanning, not by the graph.
+    pub exact: bool,
+}
+
+pub struct Store {
+    dim: usize,
+    hnsw: Hnsw<'static, f32, UnitCosine>,
+    /// By slot; None: a tombstone.
+    slots: Vec<Option<Slot>>,
+    /// `dim` values per slot; a tombstone's stay until the next rebuild.
+    vectors: Vec<f32>,
+    ids: HashMap<String, usize>,
+    /// key -> value -> live slots with that pair.
+    postings: HashMap<String, HashMap<String, BTreeSet<usize>>>,
+}
+
+/// hnsw_rs caps the layers at 16; more than the graph needs costs nothing.
+const MAX_LAYERS: usize = 16;
+
+impl Store {
+    pub fn new(dim: usize, settings: HnswSettings) -> Self {
+        Self::with_graph(dim, new_graph(&settings, 0))
+    }
+
+    fn with_graph(dim: usize, hnsw: Hnsw<'static, f32, UnitCosine>) -> Self {
+        Self {
+            dim,
+            hnsw,
+            slots: Vec::new(),
+            vectors: Vec::new(),
+            ids: HashMap::new(),
+            postings: HashMap::new(),
+        }
+    }
+
+    /// A store holding `items` (distinct ids) and no tombstones; the graph is built in parallel.
+    pub fn build(dim: usize, settings: HnswSettings, items: Vec<Item>) -> Self {
+        let mut store = Self::with_graph(dim, new_graph(&settings, items.len()));
+        for item in items {
+            store.place(item);
+        }
+        let rows: Vec<(&[f32], usize)> = store.vectors.chunks_exact(dim).zip(0..).collect();
+        store.hnsw.parallel_insert_slice(&rows);
+        store
+    }
+
+    /// A store from a snapshot: slots as they were (None: a tombstone) and the graph over them.
+    pub fn restore(
+        dim: usize,
+        settings: HnswSettings,
+        slots: Vec<Option<Item>>,
+        hnsw: Option<Hnsw<'static, f32, UnitCosine>>,
+    ) -> Self {
+        let hnsw = hnsw.unwrap_or_else(|| new_graph(&settings, 0));
+        let mut store = Self::with_graph(dim, hnsw);
+        for slot in slots {
+            match slot {
+                Some(item) => {
+                    store.place(item);
+                }
+                None => {
+                    store.slots.push(None);
+                    store.vectors.resize(store.vectors.len() + dim, 0.0);
+                }
+            }
+        }
+        store
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn hnsw(&self) -> &Hnsw<'static, f32, UnitCosine> {
+        &self.hnsw
+    }
+
+    /// Live items.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Slots in the graph, tombstones included.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn tombstones(&self) -> usize {
+        self.slots.len() - self.ids.len()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Item> {
+        self.ids.get(id).map(|&slot| self.item(slot))
+    }
+
+    /// A live slot's item.
+    fn item(&self, slot: usize) -> Item {
+        let s = self.slots[slot].as_ref().expect("a live slot");
+        Item {
+            id: s.id.clone(),
+            metadata: s.metadata.clone(),
+            vector: self.vector(slot).to_vec(),
+        }
+    }
+
+    fn vector(&self, slot: usize) -> &[f32] {
+        &self.vectors[slot * self.dim..(slot + 1) * self.dim]
+    }
+
+    /// Every slot in order, None for tombstones: what a snapshot stores.
+    pub fn slots(&self) -> impl Iterator<Item = Option<Item>> + '_ {
+        (0..self.slots.len()).map(|slot| self.slots[slot].as_ref().map(|_| self.item(slot)))
+    }
+
+    /// The live items: what a rebuild starts from.
+    pub fn items(&self) -> Vec<Item> {
+        let mut live: Vec<usize> = self.ids.values().copied().collect();
+        live.sort_unstable();
+        live.into_iter().map(|slot| self.item(slot)).collect()
+    }
+
+    /// Adds the item (replacing any with its id) and returns whether it replaced one.
+    pub fn upsert(&mut self, item: Item) -> bool {
+        let replaced = self.remove(&item.id);
+        let slot = self.place(item);
+        self.hnsw
+            .insert_slice((&self.vectors[slot * self.dim..(slot + 1) * self.dim], slot));
+        replaced
+    }
+
+    /// Removes the item; false if there was none.
+    pub fn remove(&mut self, id: &str) -> bool {
+        let Some(slot) = self.ids.remove(id) else {
+            return false;
+        };
+        let old = self.slots[slot].take().expect("a live slot");
+        for (k, v) in &old.metadata {
+            let values = self.postings.get_mut(k).expect("posted");
+            let slots = values.get_mut(v).expect("posted");
+            slots.remove(&slot);
+            if slots.is_empty() {
+                values.remove(v);
+                if values.is_empty() {
+                    self.postings.remove(k);
+                }
+            }
+        }
+        true
+    }
+
+    /// Gives the item the next slot, outside the graph.
+    fn place(&mut self, item: Item) -> usize {
+        let slot = self.slots.len();
+        for (k, v) in &item.metadata {
+            self.postings
+                .entry(k.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default()
+                .insert(slot);
+        }
+        self.vectors.extend_from_slice(&item.vector);
+        self.ids.insert(item.id.clone(), slot);
+        self.slots.push(Some(Slot {
+            id: item.id,
+            metadata: item.metadata,
+        }));
+        slot
+    }
+
+    fn matches(&self, slot: usize, query: &Query) -> bool {
+        self.slots[slot].as_ref().is_some_and(|s| {
+            query.exclude != Some(s.id.as_str())
+                && query
+                    .filter
+                    .iter()
+                    .all(|(k, v)| s.metadata.get(k) == Some(v))
+        })
+    }
+
+    /// The live slots that can match the filter: the shortest posting list among its pairs.
+    /// None: no filter, every live slot can.
+    fn candidates(&self, filter: &Metadata) -> Option<&BTreeSet<usize>> {
+        static NONE: BTreeSet<usize> = BTreeSet::new();
+        filter
+            .iter()
+            .map(|(k, v)| {
+                self.postings
+                    .get(k)
+                    .and_then(|values| values.get(v))
+                    .unwrap_or(&NONE)
+            })
+            .min_by_key(|slots| slots.len())
+    }
+
+    pub fn search(&self, query: &Query) -> Found {
+        let candidates = self.candidates(query.filter);
+        let at_most = candidates.map_or(self.len(), BTreeSet::len);
+        if at_most == 0 || query.top_k == 0 {
+            return Found {
+                hits: Vec::new(),
+                exact: true,
+            };
+        }
+        if at_most <= query.exact_scan_max {
+            return self.scan(query, candidates);
+        }
+        let filtered = !query.filter.is_empty() || query.exclude.is_some() || self.tombstones() > 0;
+        let keep = |id: &usize| self.matches(*id, query);
+        let ef = query.ef_search.max(query.top_k);
+        let neighbours = if filtered {
+            self.hnsw
+                .search_filter(query.vector, query.top_k, ef, Some(&keep))
+        } else {
+            self.hnsw.search(query.vector, query.top_k, ef)
+        };
+        let hits: Vec<(usize, f32)> = neighbours
+            .into_iter()
+            .filter(|n| self.matches(n.d_id, query))
+            .map(|n| (n.d_id, dot(query.vector, self.vector(n.d_id))))
+            .collect();
+        let wanted = query
+            .top_k
+            .min(at_most - usize::from(query.exclude.is_some()));
+        if hits.len() < wanted {
+            // The graph search ran out of matching candidates (a selective filter far from the
+            // query): the hits exist, so find them by scanning.
+            return self.scan(query, candidates);
+        }
+        Found {
+            hits: self.ranked(hits, query.top_k),
+            exact: false,
+        }
+    }
+
+    /// Exact search over the candidates (or every slot).
+    fn scan(&self, query: &Query, candidates: Option<&BTreeSet<usize>>) -> Found {
+        let score = |slot: usize| (slot, dot(query.vector, self.vector(slot)));
+        let scored: Vec<(usize, f32)> = match candidates {
+            Some(slots) => slots
+                .iter()
+                .copied()
+                .filter(|&s| self.matches(s, query))
+                .map(score)
+                .collect(),
+            None => (0..self.slots.len())
+                .filter(|&s| self.matches(s, query))
+                .map(score)
+                .collect(),
+        };
+        Found {
+            hits: self.ranked(scored, query.top_k),
+            exact: true,
+        }
+    }
+
+    /// The best `k`, best first; ties broken by slot so results are deterministic.
+    fn ranked(&self, mut scored: Vec<(usize, f32)>, k: usize) -> Vec<Hit> {
+        let order = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k - 1, order);
+            scored.truncate(k);
+        }
+        scored.sort_unstable_by(order);
+        scored
+            .into_iter()
+            .map(|(slot, score)| {
+                let s = self.slots[slot].as_ref().expect("a live slot");
+                Hit {
+                    id: s.id.clone(),
+                    score,
+                    metadata: s.metadata.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+fn new_graph(settings: &HnswSettings, capacity: usize) -> Hnsw<'static, f32, UnitCosine> {
+    Hnsw::new(
+        settings.m,
+        capacity.max(1024),
+        MAX_LAYERS,
+        settings.ef_construction,
+        UnitCosine,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::rng::SplitMix64;
+
+    fn unit(rng: &mut SplitMix64, dim: usize) -> Vec<f32> {
+        let v: Vec<f32> = (0..dim).map(|_| rng.unit() as f32 - 0.5).collect();
+        let norm = dot(&v, &v).sqrt();
+        v.into_iter().map(|x| x / norm).collect()
+    }
+
+    fn item(id: usize, vector: Vec<f32>) -> Item {
+        Item {
+            id: format!("item-{id}"),
+            metadata: [
+                ("parity".to_string(), (id % 2).to_string()),
+                ("tenth".to_string(), (id % 10).to_string()),
+            ]
+            .into(),
+            vector,
+        }
+    }
+
+    fn query<'a>(vector: &'a [f32], filter: &'a Metadata, exact_scan_max: usize) -> Query<'a> {
+        Query {
+            vector,
+            top_k: 10,
+            ef_search: 64,
+            filter,
+            exclude: None,
+            exact_scan_max,
+        }
+    }
+
+    fn ids(found: &Found) -> Vec<&str> {
+        found.hits.iter().map(|h| h.id.as_str()).collect()
+    }
+
+    const DIM: usize = 16;
+
+    fn filled(count: usize) -> (Store, Vec<Vec<f32>>) {
+        let mut rng = SplitMix64::new(7);
+        let vectors: Vec<Vec<f32>> = (0..count).map(|_| unit(&mut rng, DIM)).collect();
+        let mut store = Store::new(DIM, HnswSettings::default());
+        for (i, v) in vectors.iter().enumerate() {
+            assert!(!store.upsert(item(i, v.clone())));
+        }
+        (store, vectors)
+    }
+
+    #[test]
+    fn graph_search_agrees_with_an_exact_scan() {
+        let (store, vectors) = filled(2000);
+        let none = Metadata::new();
+        for v in vectors.iter().step_by(97) {
+            let graph = store.search(&query(v, &none, 0));
+            let exact = store.search(&query(v, &none, usize::MAX));
+            assert!(!graph.exact && exact.exact);
+            assert_eq!(ids(&graph), ids(&exact));
+            assert!((graph.hits[0].score - 1.0).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn filters_restrict_and_still_fill_top_k() {
+        let (store, vectors) = filled(2000);
+        for (filter, expected) in [
+            (vec![("parity", "1")], 10),
+            (vec![("parity", "1"), ("tenth", "3")], 10),
+            (vec![("parity", "1"), ("tenth", "4")], 0),
+            (vec![("colour", "red")], 0),
+        ] {
+            let filter: Metadata = filter
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            for exact_scan_max in [0, 100, usize::MAX] {
+                let found = store.search(&query(&vectors[0], &filter, exact_scan_max));
+                assert_eq!(found.hits.len(), expected, "{filter:?} {exact_scan_max}");
+                for hit in &found.hits {
+                    for (k, v) in &filter {
+                        assert_eq!(hit.metadata.get(k), Some(v));
+                    }
+                }
+                let exact = store.search(&query(&vectors[0], &filter, usize::MAX));
+                assert_eq!(ids(&found), ids(&exact), "{filter:?} {exact_scan_max}");
+            }
+        }
+    }
+
+    #[test]
+    fn upsert_replaces_and_remove_leaves_tombstones_that_searches_skip() {
+        let (mut store, vectors) = filled(300);
+        let none = Metadata::new();
+        let mut q = query(&vectors[5], &none, 0);
+        assert_eq!(store.search(&q).hits[0].id, "item-5");
+        assert!(store.upsert(item(5, vectors[6].clone())));
+        assert!(store.remove("item-6"));
+        assert!(!store.remove("item-6"));
+        assert_eq!((store.len(), store.tombstones()), (299, 2));
+        q.vector = &vectors[6];
+        let found = store.search(&q);
+        assert_eq!(found.hits[0].id, "item-5", "item-5 now has item-6's vector");
+        assert!(found.hits.iter().all(|h| h.id != "item-6"));
+        assert_eq!(store.get("item-5").unwrap().vector, vectors[6]);
+        q.exclude = Some("item-5");
+        assert!(store.search(&q).hits.iter().all(|h| h.id != "item-5"));
+        let rebuilt = Store::build(DIM, HnswSettings::default(), store.items());
+        assert_eq!((rebuilt.len(), rebuilt.tombstones()), (299, 0));
+        q.exclude = None;
+        assert_eq!(ids(&rebuilt.search(&q)), ids(&store.search(&q)));
+    }
+
+    #[test]
+    fn removing_everything_leaves_nothing_to_find() {
+        let (mut store, vectors) = filled(50);
+        for i in 0..50 {
+            assert!(store.remove(&format!("item-{i}")));
+        }
+        assert!(store.postings.is_empty());
+        let none = Metadata::new();
+        assert!(store.search(&query(&vectors[0], &none, 0)).hits.is_empty());
+    }
+}
