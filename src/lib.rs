@@ -10,6 +10,7 @@ pub mod error;
 pub mod grpc;
 pub mod hub;
 pub mod index;
+pub mod ingest;
 pub mod model;
 pub mod model_source;
 pub mod preprocess;

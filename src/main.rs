@@ -31,6 +31,13 @@ enum Command {
     /// {"model": NAME, "dim": N, "text": [[...], ...], "image": [[...], ...]}, each list in the
     /// order given, every vector L2-normalised.
     Embed(EmbedArgs),
+    /// Add a folder of images to a collection of a running server (creating the collection if
+    /// needed). Each image's id is its path relative to DIR; ids already in the collection are
+    /// skipped, so an interrupted ingest resumes by running it again. Files that cannot be read
+    /// or decoded are listed at the end (exit status 1) without stopping the rest.
+    Ingest(IngestArgs),
+    /// Search a collection of a running server by text, image or item id, and print the hits.
+    Search(SearchArgs),
     /// Train the demo CLIP on synthetic shapes (colours x shapes, with captions) and write it as a
     /// Hugging Face checkpoint directory; prints the held-out evaluation as JSON to stdout.
     TrainDemo(TrainDemoArgs),
@@ -54,6 +61,83 @@ struct ServeArgs {
     /// f32, f16 or bf16 (model.dtype). Default: f32.
     #[arg(long)]
     dtype: Option<Dtype>,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// The server's gRPC address.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50051")]
+    server: String,
+}
+
+impl ServerArgs {
+    async fn connect(&self) -> anyhow::Result<tonic::transport::Channel> {
+        tonic::transport::Channel::from_shared(self.server.clone())
+            .with_context(|| format!("--server {}", self.server))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {}", self.server))
+    }
+}
+
+/// KEY=VALUE.
+fn pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The collection to add to.
+    #[arg(long)]
+    collection: String,
+    /// The folder to walk (recursively). Files with an image extension are sent: jpg, jpeg, png,
+    /// webp, gif, bmp, tif, tiff.
+    dir: PathBuf,
+    /// Images per Upsert request.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Encoded megabytes per Upsert request at most (keep under the server's
+    /// server.max_message_bytes).
+    #[arg(long, default_value_t = 32)]
+    max_request_mb: u64,
+    /// Upsert requests in flight.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Metadata for every item, KEY=VALUE; repeat for more. Each item also gets `folder`, its
+    /// folder relative to DIR ("" at the top).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = pair)]
+    metadata: Vec<(String, String)>,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[arg(long)]
+    collection: String,
+    /// Search by a text.
+    #[arg(long, group = "query")]
+    text: Option<String>,
+    /// Search by an image file.
+    #[arg(long, value_name = "PATH", group = "query")]
+    image: Option<PathBuf>,
+    /// Search by an item of the collection (it is left out of the hits).
+    #[arg(long, group = "query")]
+    id: Option<String>,
+    /// Hits to print.
+    #[arg(long, default_value_t = 10)]
+    top_k: u32,
+    /// Only items with this metadata, KEY=VALUE; repeat for more (all must match).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = pair)]
+    filter: Vec<(String, String)>,
+    /// Print the hits as one JSON array instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -226,6 +310,106 @@ async fn stop_signal() {
     }
 }
 
+fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
+    use clipd::ingest::{ingest, IngestOptions};
+    let options = IngestOptions {
+        collection: args.collection.clone(),
+        dir: args.dir.clone(),
+        batch_size: args.batch_size,
+        max_request_bytes: args.max_request_mb << 20,
+        concurrency: args.concurrency,
+        metadata: args.metadata.clone(),
+    };
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images  {per_sec}  eta {eta}",
+        )
+        .expect("a valid template"),
+    );
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let report = tokio::runtime::Runtime::new()?.block_on(async {
+        let channel = args.server.connect().await?;
+        anyhow::Ok(ingest(channel, &options, &progress).await?)
+    })?;
+    bar.finish_and_clear();
+    if report.created_collection {
+        println!("created collection {:?}", args.collection);
+    }
+    println!(
+        "{} images found: {} added, {} already present, {} failed ({} other files left alone)",
+        report.found,
+        report.inserted,
+        report.already_present,
+        report.failed.len(),
+        report.not_images
+    );
+    for (path, reason) in &report.failed {
+        println!("failed: {path}: {reason}");
+    }
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "{} files could not be ingested",
+        report.failed.len()
+    );
+    Ok(())
+}
+
+fn search(args: &SearchArgs) -> anyhow::Result<()> {
+    use clipd::grpc::pb;
+    use pb::search_request::Query;
+    let query = match (&args.text, &args.image, &args.id) {
+        (Some(text), _, _) => Query::Text(text.clone()),
+        (_, Some(path), _) => Query::Image(
+            read_limited(path, InputLimits::default().image.max_bytes)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .into(),
+        ),
+        (_, _, Some(id)) => Query::Id(id.clone()),
+        _ => anyhow::bail!("give --text, --image or --id"),
+    };
+    let request = pb::SearchRequest {
+        collection: args.collection.clone(),
+        query: Some(query),
+        top_k: args.top_k,
+        filter: args.filter.iter().cloned().collect(),
+        ef_search: 0,
+    };
+    let response = tokio::runtime::Runtime::new()?.block_on(async {
+        let mut client = pb::clip_client::ClipClient::new(args.server.connect().await?);
+        let response = client
+            .search(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("{:?}: {}", s.code(), s.message()))?;
+        anyhow::Ok(response.into_inner())
+    })?;
+    let metadata = |m: &std::collections::HashMap<String, String>| {
+        serde_json::to_value(m.iter().collect::<std::collections::BTreeMap<_, _>>())
+            .expect("strings serialise")
+    };
+    if args.json {
+        let hits: Vec<serde_json::Value> = response
+            .hits
+            .iter()
+            .map(|h| serde_json::json!({"id": h.id, "score": h.score, "metadata": metadata(&h.metadata)}))
+            .collect();
+        println!("{}", serde_json::Value::Array(hits));
+    } else {
+        for (rank, hit) in response.hits.iter().enumerate() {
+            println!(
+                "{:>3}  {:.4}  {}  {}",
+                rank + 1,
+                hit.score,
+                hit.id,
+                metadata(&hit.metadata)
+            );
+        }
+    }
+    Ok(())
+}
+
 fn train_demo(args: &TrainDemoArgs) -> anyhow::Result<()> {
     if args.threads > 0 {
         tch::set_num_threads(args.threads);
@@ -264,6 +448,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Serve(args) => serve(args),
         Command::Embed(args) => embed(args),
+        Command::Ingest(args) => ingest(args),
+        Command::Search(args) => search(args),
         Command::TrainDemo(args) => train_demo(args),
     };
     match result {

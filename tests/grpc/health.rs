@@ -1,8 +1,8 @@
 //! Health transitions, reflection, and the `clipd serve` process.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use clipd::grpc::RunningServer;
@@ -218,20 +218,13 @@ async fn reflection_lists_the_services_in_both_versions() {
 /// The binary: serves on the address it logs, and exits 0 on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clipd_serve_runs_and_stops_on_sigterm() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clipd"))
-        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--model"])
-        .arg(common::model_dir("tiny-b"))
-        .env("CLIPD__BATCHING__MAX_DELAY_MS", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("clipd serve exited early").unwrap();
-        if let Some((_, addr)) = line.split_once("serving addr=") {
-            break addr.trim().to_owned();
-        }
-    };
+    let (mut child, addr) = spawn_serve(
+        serve_command()
+            .arg("--model")
+            .arg(common::model_dir("tiny-b"))
+            .env("CLIPD__BATCHING__MAX_DELAY_MS", "1")
+            .env("CLIPD__INDEX__DATA_DIR", scratch_dir("serve")),
+    );
     let channel = Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

@@ -8,5 +8,7 @@ mod admission;
 mod classify;
 mod embed;
 mod health;
+mod ingest;
+mod search;
 mod streaming;
 mod support;

@@ -14,7 +14,18 @@ pub fn settings(model: &str) -> Settings {
     let mut settings = Settings::default();
     settings.server.grpc_addr = ([127, 0, 0, 1], 0).into();
     settings.model.source = Some(common::model_dir(model));
+    settings.index.data_dir = scratch_dir("data");
     settings
+}
+
+/// A new, empty directory under the system's temporary directory.
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("clipd-grpc-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 pub struct TestServer {
@@ -122,4 +133,30 @@ pub async fn open_stream(
         .await
         .expect("open the stream")
         .into_inner()
+}
+
+/// Starts `clipd serve --grpc-addr 127.0.0.1:0 ARGS...` with `command`'s environment and returns
+/// the child and the address it logs; its log is drained so that it never blocks.
+pub fn spawn_serve(command: &mut std::process::Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run clipd serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("clipd serve exited early").unwrap();
+        if let Some((_, addr)) = line.split_once("serving addr=") {
+            break addr.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addr)
+}
+
+/// `clipd serve` on any free port of 127.0.0.1.
+pub fn serve_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_clipd"));
+    command.args(["serve", "--grpc-addr", "127.0.0.1:0"]);
+    command
 }
