@@ -270,6 +270,9 @@ fn main() -> anyhow::Result<()> {
 
     let mut settings = Settings::default();
     settings.server.grpc_addr = ([127, 0, 0, 1], 0).into();
+    settings.metrics.addr = ([127, 0, 0, 1], 0).into();
+    settings.index.data_dir =
+        std::env::temp_dir().join(format!("clipd-bench-{}", std::process::id()));
     settings.model.source = Some(dir.clone());
     settings.model.device = args.device.to_string();
     settings.model.dtype = args.dtype.to_string();

@@ -27,6 +27,25 @@ pub struct Settings {
     /// Named classifiers, embedded at start-up (`Classify` with `classifier: NAME`).
     pub classifiers: BTreeMap<String, ClassifierSettings>,
     pub index: IndexSettings,
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve GET /metrics, /livez and /readyz.
+    pub enabled: bool,
+    /// Where (port 0: any free port).
+    pub addr: SocketAddr,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: ([0, 0, 0, 0], 9090).into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -305,6 +324,7 @@ pub enum ConfigError {
 pub struct Overrides {
     pub model: Option<PathBuf>,
     pub grpc_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
     pub device: Option<DeviceSpec>,
     pub dtype: Option<Dtype>,
 }
@@ -338,6 +358,9 @@ impl Settings {
         }
         if let Some(addr) = overrides.grpc_addr {
             builder = builder.set_override("server.grpc_addr", addr.to_string())?;
+        }
+        if let Some(addr) = overrides.metrics_addr {
+            builder = builder.set_override("metrics.addr", addr.to_string())?;
         }
         if let Some(device) = overrides.device {
             builder = builder.set_override("model.device", device.to_string())?;

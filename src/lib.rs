@@ -14,3 +14,4 @@ pub mod ingest;
 pub mod model;
 pub mod model_source;
 pub mod preprocess;
+pub mod telemetry;

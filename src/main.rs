@@ -55,6 +55,10 @@ struct ServeArgs {
     /// Where gRPC is served (server.grpc_addr). Default: 0.0.0.0:50051.
     #[arg(long, value_name = "HOST:PORT")]
     grpc_addr: Option<SocketAddr>,
+    /// Where GET /metrics (Prometheus), /livez and /readyz are served (metrics.addr). Default:
+    /// 0.0.0.0:9090.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<SocketAddr>,
     /// auto, cpu, cuda or cuda:N (model.device). Default: auto.
     #[arg(long)]
     device: Option<DeviceSpec>,
@@ -281,6 +285,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         model: args.model.clone(),
         grpc_addr: args.grpc_addr,
+        metrics_addr: args.metrics_addr,
         device: args.device,
         dtype: args.dtype,
     };

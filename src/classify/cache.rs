@@ -70,6 +70,7 @@ impl LabelCache {
             Some(_) => self.hits.fetch_add(1, Relaxed),
             None => self.misses.fetch_add(1, Relaxed),
         };
+        crate::telemetry::cache_lookup(found.is_some());
         found
     }
 

@@ -4,6 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use crate::telemetry;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Modality {
     Text,
@@ -72,18 +74,22 @@ impl Stats {
 
     pub(crate) fn rejected(&self, inputs: usize) {
         self.rejected.fetch_add(inputs as u64, Relaxed);
+        telemetry::inputs_rejected(inputs);
     }
 
     pub(crate) fn expired(&self) {
         self.expired.fetch_add(1, Relaxed);
+        telemetry::input_expired();
     }
 
     pub(crate) fn cancelled(&self) {
         self.cancelled.fetch_add(1, Relaxed);
+        telemetry::input_cancelled();
     }
 
     pub(crate) fn failed(&self, inputs: usize) {
         self.failed.fetch_add(inputs as u64, Relaxed);
+        telemetry::inputs_failed(inputs);
     }
 
     pub(crate) fn forward_started(&self) {

@@ -13,6 +13,7 @@ use super::stats::{Modality, Stats};
 use crate::clip::Clip;
 use crate::error::EngineError;
 use crate::model::panic_message;
+use crate::telemetry;
 
 /// Runs batches until every batcher is gone, telling the batchers when it waits with an empty slot
 /// and when it takes a batch (they hold back partial batches meanwhile).
@@ -86,6 +87,10 @@ fn run_batch<P>(
     match result {
         Ok(rows) => {
             stats.ran(modality, batch_size);
+            let waits = jobs
+                .iter()
+                .map(|j| start.saturating_duration_since(j.enqueued));
+            telemetry::batch_ran(modality, batch_size, model, waits);
             for (job, values) in jobs.into_iter().zip(rows) {
                 let done = Done {
                     values,

@@ -197,6 +197,8 @@ async fn run_search(
             return Err(IndexError::Storage("search".into()));
         }
     };
+    let took = started.elapsed();
+    crate::telemetry::searched(took);
     Ok(pb::SearchResponse {
         hits: found
             .hits
@@ -208,7 +210,7 @@ async fn run_search(
             })
             .collect(),
         exact: found.exact,
-        search_micros: started.elapsed().as_micros() as u64,
+        search_micros: took.as_micros() as u64,
         timing,
     })
 }

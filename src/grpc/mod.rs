@@ -3,6 +3,7 @@
 mod clip_service;
 mod collections_service;
 mod deadline;
+mod observe;
 mod server;
 mod too_large;
 

@@ -17,6 +17,7 @@ use tonic::service::interceptor::InterceptedService;
 use super::clip_service::ClipService;
 use super::collections_service::CollectionsService;
 use super::deadline;
+use super::observe::ObserveLayer;
 use super::pb;
 use super::too_large;
 use crate::classify::Classify;
@@ -25,6 +26,7 @@ use crate::engine::{Engine, EngineSettings, Health, ModelSpec};
 use crate::error::LoadError;
 use crate::index::Registry;
 use crate::model_source::Locations;
+use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -69,6 +71,41 @@ pub struct RunningServer {
     grace: Duration,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
+    metrics: Option<(SocketAddr, oneshot::Sender<()>)>,
+}
+
+/// What /readyz and /metrics read.
+struct ServerProbe {
+    loaded: Arc<OnceLock<Loaded>>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl telemetry::http::Probe for ServerProbe {
+    fn ready(&self) -> bool {
+        !*self.stopping.borrow()
+            && self
+                .loaded
+                .get()
+                .is_some_and(|l| *l.engine.health().borrow() == Health::Serving)
+    }
+
+    fn levels(&self) -> telemetry::Levels {
+        let Some(loaded) = self.loaded.get() else {
+            return telemetry::Levels {
+                queue_depth: 0,
+                collections: 0,
+                items: 0,
+                tombstones: 0,
+            };
+        };
+        let (collections, items, tombstones) = loaded.collections.totals();
+        telemetry::Levels {
+            queue_depth: loaded.engine.queued_inputs(),
+            collections,
+            items,
+            tombstones,
+        }
+    }
 }
 
 impl RunningServer {
@@ -120,6 +157,7 @@ impl RunningServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(ObserveLayer)
                 .layer(tower::util::MapResponseLayer::new(
                     too_large::rewrite::<tonic::body::Body>,
                 ))
@@ -133,6 +171,32 @@ impl RunningServer {
                 }),
         );
         tracing::info!(%addr, "listening for gRPC");
+        let metrics = match settings.metrics.enabled {
+            false => None,
+            true => {
+                let wanted = settings.metrics.addr;
+                let listener = tokio::net::TcpListener::bind(wanted)
+                    .await
+                    .map_err(|source| ServeError::Bind {
+                        addr: wanted,
+                        source,
+                    })?;
+                let metrics_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+                    addr: wanted,
+                    source,
+                })?;
+                let (stop_metrics, metrics_stopped) = oneshot::channel::<()>();
+                let probe = Arc::new(ServerProbe {
+                    loaded: loaded.clone(),
+                    stopping: stopping_rx.clone(),
+                });
+                telemetry::http::serve(listener, probe, async {
+                    let _ = metrics_stopped.await;
+                });
+                tracing::info!(addr = %metrics_addr, "serving metrics and probes over HTTP");
+                Some((metrics_addr, stop_metrics))
+            }
+        };
         let grace = settings.server.shutdown_grace();
         let loading = tokio::spawn(load(
             settings,
@@ -151,7 +215,13 @@ impl RunningServer {
             grace,
             stop,
             serving,
+            metrics,
         })
+    }
+
+    /// Where /metrics, /livez and /readyz are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -222,6 +292,9 @@ impl RunningServer {
             let written = tokio::task::spawn_blocking(move || collections.snapshot_all()).await;
             tracing::info!(snapshots = written.unwrap_or(0), "collections saved");
         }
+        if let Some((_, stop)) = self.metrics {
+            let _ = stop.send(());
+        }
         Ok(())
     }
 }
@@ -269,6 +342,8 @@ async fn load(
         ));
     }
     let health = engine.health();
+    let model = engine.description();
+    telemetry::build_info(&model.name, &model.device, &model.dtype);
     let _ = cell.set(Loaded {
         engine,
         classify,

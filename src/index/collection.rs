@@ -210,6 +210,12 @@ impl Collection {
         }
     }
 
+    /// Live items and tombstones, without waiting for a write in progress.
+    pub fn counts(&self) -> (usize, usize) {
+        let store = self.read();
+        (store.len(), store.tombstones())
+    }
+
     pub fn search(&self, search: &Search) -> Result<Found, IndexError> {
         let store = self.read();
         let (vector, exclude) = match &search.target {

@@ -212,6 +212,19 @@ impl Registry {
             .collect()
     }
 
+    /// Collections served, and their live items and tombstones in all.
+    pub fn totals(&self) -> (usize, usize, usize) {
+        let entries = self.entries.read().expect("never poisoned");
+        let mut totals = (0, 0, 0);
+        for entry in entries.values() {
+            if let Entry::Open(c) = entry {
+                let (items, tombstones) = c.counts();
+                totals = (totals.0 + 1, totals.1 + items, totals.2 + tombstones);
+            }
+        }
+        totals
+    }
+
     /// Snapshots every collection written to since its last snapshot; errors are logged.
     pub fn snapshot_all(&self) -> usize {
         let open: Vec<Arc<Collection>> = self

@@ -9,6 +9,7 @@ mod classify;
 mod embed;
 mod health;
 mod ingest;
+mod metrics;
 mod search;
 mod streaming;
 mod support;

@@ -15,6 +15,7 @@ pub fn settings(model: &str) -> Settings {
     settings.server.grpc_addr = ([127, 0, 0, 1], 0).into();
     settings.model.source = Some(common::model_dir(model));
     settings.index.data_dir = scratch_dir("data");
+    settings.metrics.addr = ([127, 0, 0, 1], 0).into();
     settings
 }
 
@@ -135,7 +136,7 @@ pub async fn open_stream(
         .into_inner()
 }
 
-/// Starts `clipd serve --grpc-addr 127.0.0.1:0 ARGS...` with `command`'s environment and returns
+/// Starts `clipd serve` as `command` says with `command`'s environment and returns
 /// the child and the address it logs; its log is drained so that it never blocks.
 pub fn spawn_serve(command: &mut std::process::Command) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
@@ -157,6 +158,12 @@ pub fn spawn_serve(command: &mut std::process::Command) -> (std::process::Child,
 /// `clipd serve` on any free port of 127.0.0.1.
 pub fn serve_command() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_clipd"));
-    command.args(["serve", "--grpc-addr", "127.0.0.1:0"]);
+    command.args([
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
     command
 }
