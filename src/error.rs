@@ -192,6 +192,8 @@ pub enum IndexError {
     Unopened { name: String, reason: String },
     #[error("collection {0:?} cannot be written: its storage failed (see the server's log)")]
     Storage(String),
+    #[error("{0} failed (see the server's log)")]
+    Failed(&'static str),
 }
 
 impl From<IndexError> for tonic::Status {
@@ -208,7 +210,7 @@ impl From<IndexError> for tonic::Status {
             IndexError::OtherModel { .. } => Self::failed_precondition(message),
             IndexError::Unopened { .. } => Self::data_loss(message),
             // The log has the details.
-            IndexError::Storage(_) => Self::internal(message),
+            IndexError::Storage(_) | IndexError::Failed(_) => Self::internal(message),
         }
     }
 }

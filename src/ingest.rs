@@ -77,9 +77,17 @@ pub async fn ingest(
     let mut report = IngestReport::default();
     let files = walk(&options.dir, &mut report)?;
     report.found = files.len();
+    let info = retrying(|| {
+        let mut clip = crate::grpc::pb::clip_client::ClipClient::new(channel.clone());
+        async move { clip.get_model_info(pb::GetModelInfoRequest {}).await }
+    })
+    .await
+    .map_err(|s| server("asking for the server's limits", s))?;
     let mut client = CollectionsClient::new(channel).max_decoding_message_size(usize::MAX);
     report.created_collection = ensure_collection(&mut client, &options.collection).await?;
-    let batches = batches(files, options.batch_size.max(1), options.max_request_bytes);
+    let most = (info.max_inputs_per_request as usize).min(crate::index::MAX_GET_IDS);
+    let batch_size = options.batch_size.clamp(1, most.max(1));
+    let batches = batches(files, batch_size, options.max_request_bytes);
     let total = report.found;
     progress(0, total);
     let mut done = 0;
@@ -271,20 +279,21 @@ async fn ingest_batch(
     }
     match upsert(&client, collection, items.clone()).await {
         Ok(inserted) => outcome.inserted += inserted,
-        // One bad image fails its whole request: find it by sending the items one by one.
-        Err(s) if s.code() == Code::InvalidArgument && items.len() > 1 => {
+        // One bad image fails its whole request (and one the model cannot take fails its batch):
+        // find it by sending the items one by one.
+        Err(s) if item_failure(&s) && items.len() > 1 => {
             for item in items {
                 let id = item.id.clone();
                 match upsert(&client, collection, vec![item]).await {
                     Ok(inserted) => outcome.inserted += inserted,
-                    Err(s) if s.code() == Code::InvalidArgument => outcome
+                    Err(s) if item_failure(&s) => outcome
                         .failed
                         .push((id, s.message().replacen("item 0: ", "", 1))),
                     Err(s) => return Err(server("upserting", s)),
                 }
             }
         }
-        Err(s) if s.code() == Code::InvalidArgument => {
+        Err(s) if item_failure(&s) => {
             let id = items.pop().expect("one item").id;
             outcome
                 .failed
@@ -293,6 +302,11 @@ async fn ingest_batch(
         Err(s) => return Err(server("upserting", s)),
     }
     Ok(outcome)
+}
+
+/// An error that one of a request's items may have caused.
+fn item_failure(status: &Status) -> bool {
+    matches!(status.code(), Code::InvalidArgument | Code::Internal)
 }
 
 fn item(id: String, bytes: Vec<u8>, extra: &[(String, String)]) -> pb::Item {

@@ -141,6 +141,13 @@ pub async fn search(
         }
         k => k,
     };
+    if request.ef_search as usize > crate::ann::MAX_EF {
+        return Err(invalid(format!(
+            "ef_search is {}; the limit is {}",
+            request.ef_search,
+            crate::ann::MAX_EF
+        )));
+    }
     let filter = metadata(request.filter);
     if let Some(problem) = index::metadata_problem(&filter) {
         return Err(invalid(format!("filter: {problem}")));
@@ -194,7 +201,7 @@ async fn run_search(
         Ok(found) => found?,
         Err(e) => {
             tracing::error!(error = %e, "search panicked");
-            return Err(IndexError::Storage("search".into()));
+            return Err(IndexError::Failed("the search"));
         }
     };
     let took = started.elapsed();

@@ -7,6 +7,7 @@
 //! store under `writer`, so searches go on while it is written.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
@@ -78,7 +79,6 @@ struct WriterState {
     wal: Wal,
     /// The last logged write.
     lsn: u64,
-    unsnapshotted: u64,
     dropped: bool,
 }
 
@@ -88,6 +88,8 @@ pub struct Collection {
     settings: Arc<IndexSettings>,
     store: RwLock<Store>,
     writer: Mutex<WriterState>,
+    /// Writes logged since the last snapshot (read without waiting for a write or a snapshot).
+    unsnapshotted: AtomicU64,
     /// While a rebuild runs: the writes since it copied the items, to replay on the new store.
     journal: Mutex<Option<Vec<Op>>>,
 }
@@ -178,9 +180,9 @@ impl Collection {
             writer: Mutex::new(WriterState {
                 wal,
                 lsn,
-                unsnapshotted,
                 dropped: false,
             }),
+            unsnapshotted: AtomicU64::new(unsnapshotted),
             journal: Mutex::new(None),
         })
     }
@@ -200,7 +202,7 @@ impl Collection {
     }
 
     pub fn info(&self) -> Info {
-        let unsnapshotted_writes = self.writer().unsnapshotted;
+        let unsnapshotted_writes = self.unsnapshotted.load(Ordering::Relaxed);
         let store = self.read();
         Info {
             manifest: self.manifest.clone(),
@@ -210,7 +212,7 @@ impl Collection {
         }
     }
 
-    /// Live items and tombstones, without waiting for a write in progress.
+    /// Live items and tombstones.
     pub fn counts(&self) -> (usize, usize) {
         let store = self.read();
         (store.len(), store.tombstones())
@@ -237,6 +239,7 @@ impl Collection {
             filter: &search.filter,
             exclude,
             exact_scan_max: self.settings.exact_scan_max_items,
+            links: self.manifest.hnsw.m,
         }))
     }
 
@@ -270,19 +273,20 @@ impl Collection {
             return Err(IndexError::Storage(self.manifest.name.clone()));
         }
         writer.lsn = lsn;
-        writer.unsnapshotted += 1;
-        let mut journal = self.journal.lock().expect("never poisoned");
-        if let Some(journal) = journal.as_mut() {
+        self.unsnapshotted.fetch_add(1, Ordering::Relaxed);
+        if let Some(journal) = self.journal.lock().expect("never poisoned").as_mut() {
             journal.push(op.clone());
         }
-        drop(journal);
-        let counted = apply(&mut self.store.write().expect("never poisoned"), op);
-        drop(writer);
+        let counted = apply_each(&self.store, op);
+        // Decided while writes are held: a rebuild that starts now copies every write before
+        // this point, and the journal gets every write after it.
         self.maybe_rebuild();
+        drop(writer);
         Ok(counted)
     }
 
-    /// Starts a rebuild in the background when tombstones pass the configured share of the graph.
+    /// Starts a rebuild in the background when tombstones pass the configured share of the
+    /// graph. Called with `writer` held.
     fn maybe_rebuild(self: &Arc<Self>) {
         let (tombstones, slots) = {
             let store = self.read();
@@ -303,7 +307,11 @@ impl Collection {
         let collection = Arc::clone(self);
         let started = std::thread::Builder::new()
             .name(format!("clipd-rebuild-{}", self.manifest.name))
-            .spawn(move || collection.rebuild());
+            .spawn(move || {
+                let rebuilding = Rebuilding(&collection);
+                collection.rebuild();
+                drop(rebuilding);
+            });
         if let Err(e) = started {
             tracing::error!(collection = self.manifest.name, error = %e, "cannot start a rebuild");
             *self.journal.lock().expect("never poisoned") = None;
@@ -313,10 +321,10 @@ impl Collection {
     /// Builds a new graph from the live items while searches and writes go on against the old
     /// one, replays the writes made meanwhile, and swaps it in.
     ///
-    /// The journal was switched on before the items were copied, so it holds every write the copy
-    /// may have missed (and maybe some it has): replaying writes in order over a later state ends
-    /// in the same state, since each id ends as its last write left it.
-    fn rebuild(self: Arc<Self>) {
+    /// The journal was switched on (with writes held) before the items were copied, so it holds
+    /// every write the copy may have missed, and maybe some it has: replaying writes in order
+    /// over a later state ends in the same state, since each id ends as its last write left it.
+    fn rebuild(&self) {
         let started = std::time::Instant::now();
         let items = self.read().items();
         let count = items.len();
@@ -362,7 +370,7 @@ impl Collection {
     /// Writes a snapshot if anything was written since the last one, and empties the log.
     pub fn snapshot(&self) -> Result<bool, IndexError> {
         let mut writer = self.writer();
-        if writer.dropped || writer.unsnapshotted == 0 {
+        if writer.dropped || self.unsnapshotted.load(Ordering::Relaxed) == 0 {
             return Ok(false);
         }
         let written = snapshot::write(&self.dir, writer.lsn, &self.read())
@@ -373,13 +381,39 @@ impl Collection {
             tracing::error!(collection = self.manifest.name, error = %e, "snapshot failed");
             return Err(IndexError::Storage(self.manifest.name.clone()));
         }
-        writer.unsnapshotted = 0;
+        self.unsnapshotted.store(0, Ordering::Relaxed);
         Ok(true)
     }
 
     /// Refuses every later write; the caller removes the directory.
     pub fn mark_dropped(&self) {
         self.writer().dropped = true;
+    }
+}
+
+/// Switches the journal off if a rebuild ends without swapping (it panicked), so that writes
+/// stop being journaled and a later rebuild can start.
+struct Rebuilding<'a>(&'a Collection);
+
+impl Drop for Rebuilding<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(collection = self.0.manifest.name, "the rebuild failed");
+            *self.0.journal.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+/// Applies a logged write to the shared store one item at a time, so that searches get in
+/// between the graph insertions of a large write.
+fn apply_each(store: &RwLock<Store>, op: Op) -> usize {
+    let write = || store.write().expect("never poisoned");
+    match op {
+        Op::Upsert(items) => items
+            .into_iter()
+            .map(|item| usize::from(write().upsert(item)))
+            .sum(),
+        Op::Delete(ids) => ids.iter().map(|id| usize::from(write().remove(id))).sum(),
     }
 }
 

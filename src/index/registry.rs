@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::collection::{Collection, Info, Manifest};
 use crate::ann::HnswSettings;
@@ -49,6 +49,8 @@ pub struct Registry {
     model: String,
     dim: usize,
     entries: RwLock<BTreeMap<String, Entry>>,
+    /// Held by CreateCollection and DropCollection.
+    admin: Mutex<()>,
 }
 
 /// A collection's description, whether or not it could be opened.
@@ -90,6 +92,7 @@ impl Registry {
             model: model.to_owned(),
             dim,
             entries: RwLock::new(entries),
+            admin: Mutex::new(()),
         })
     }
 
@@ -126,12 +129,17 @@ impl Registry {
                 "HNSW settings: {problem}"
             )));
         }
-        let mut entries = self.entries.write().expect("never poisoned");
-        if entries.contains_key(name) {
-            return Err(IndexError::Exists(name.to_owned()));
-        }
-        if entries.len() >= self.settings.max_collections {
-            return Err(IndexError::TooManyCollections(entries.len()));
+        // Creates and drops take turns; the disk work happens outside `entries`, which every
+        // request reads.
+        let _admin = self.admin.lock().expect("never poisoned");
+        {
+            let entries = self.entries.read().expect("never poisoned");
+            if entries.contains_key(name) {
+                return Err(IndexError::Exists(name.to_owned()));
+            }
+            if entries.len() >= self.settings.max_collections {
+                return Err(IndexError::TooManyCollections(entries.len()));
+            }
         }
         let manifest = Manifest {
             name: name.to_owned(),
@@ -151,6 +159,7 @@ impl Registry {
                 manifest.clone(),
                 Arc::clone(&self.settings),
             )?);
+            sync_dir(&staging)?;
             std::fs::rename(&staging, self.root.join(name))?;
             sync_dir(&self.root)?;
             Collection::open(&self.root.join(name), manifest, Arc::clone(&self.settings))
@@ -161,22 +170,30 @@ impl Registry {
             IndexError::Storage(name.to_owned())
         })?;
         let info = collection.info();
-        entries.insert(name.to_owned(), Entry::Open(collection));
+        self.entries
+            .write()
+            .expect("never poisoned")
+            .insert(name.to_owned(), Entry::Open(collection));
         tracing::info!(collection = name, "created collection");
         Ok(info)
     }
 
     /// Removes the collection and its data.
     pub fn drop_collection(&self, name: &str) -> Result<(), IndexError> {
-        let mut entries = self.entries.write().expect("never poisoned");
-        let Some(entry) = entries.remove(name) else {
+        let _admin = self.admin.lock().expect("never poisoned");
+        let removed = self.entries.write().expect("never poisoned").remove(name);
+        let Some(entry) = removed else {
             return Err(IndexError::UnknownCollection(name.to_owned()));
         };
+        // Waits for a write or a snapshot in progress; later ones are refused.
         if let Entry::Open(collection) = &entry {
             collection.mark_dropped();
         }
         let dir = self.root.join(name);
-        let doomed = self.root.join(format!("{DROPPING}{name}"));
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let doomed = self.root.join(format!("{DROPPING}{name}-{stamp}"));
         let removed = std::fs::rename(&dir, &doomed)
             .and_then(|()| sync_dir(&self.root))
             .and_then(|()| std::fs::remove_dir_all(&doomed));

@@ -44,6 +44,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
 /// removed.
 pub fn write(dir: &Path, lsn: u64, store: &Store) -> Result<(), SnapshotError> {
     let name = format!("snapshot-{lsn:020}");
+    let current = dir.join(CURRENT);
+    if std::fs::read_to_string(&current).is_ok_and(|named| named.trim() == name) {
+        // Written before, and the log was not emptied after it: nothing new to write (and the
+        // current snapshot must not be removed to write it again).
+        return Ok(());
+    }
     let tmp = dir.join(format!("{name}.tmp"));
     let done = dir.join(&name);
     for stale in [&tmp, &done] {
@@ -68,18 +74,20 @@ pub fn write(dir: &Path, lsn: u64, store: &Store) -> Result<(), SnapshotError> {
     sync_dir(&tmp)?;
     std::fs::rename(&tmp, &done).map_err(io(&done))?;
     sync_dir(dir)?;
-    let current = dir.join(CURRENT);
     let current_tmp = dir.join("CURRENT.tmp");
     std::fs::write(&current_tmp, &name)
         .and_then(|()| File::open(&current_tmp)?.sync_all())
         .map_err(io(&current_tmp))?;
     std::fs::rename(&current_tmp, &current).map_err(io(&current))?;
     sync_dir(dir)?;
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let path = entry.map_err(io(dir))?.path();
+    // The new snapshot is in force: failing to remove the old ones costs only disk space.
+    let old = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    for path in old.map(|entry| entry.path()) {
         let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if file_name.starts_with("snapshot-") && file_name != name {
-            std::fs::remove_dir_all(&path).map_err(io(&path))?;
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old snapshot");
+            }
         }
     }
     Ok(())

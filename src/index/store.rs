@@ -39,6 +39,8 @@ pub struct Query<'a> {
     pub exclude: Option<&'a str>,
     /// Filters matching at most this many items, and collections this small, are scanned exactly.
     pub exact_scan_max: usize,
+    /// The graph's links per node (its m), which sets what a filtered graph search costs.
+    pub links: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,14 +223,19 @@ impl Store {
         slot
     }
 
+    /// A live item that passes the filter and is not the excluded one.
     fn matches(&self, slot: usize, query: &Query) -> bool {
-        self.slots[slot].as_ref().is_some_and(|s| {
-            query.exclude != Some(s.id.as_str())
-                && query
-                    .filter
-                    .iter()
-                    .all(|(k, v)| s.metadata.get(k) == Some(v))
-        })
+        self.passes_filter(slot, query.filter)
+            && self.slots[slot]
+                .as_ref()
+                .is_some_and(|s| query.exclude != Some(s.id.as_str()))
+    }
+
+    /// A live item whose metadata has every pair of the filter.
+    fn passes_filter(&self, slot: usize, filter: &Metadata) -> bool {
+        self.slots[slot]
+            .as_ref()
+            .is_some_and(|s| filter.iter().all(|(k, v)| s.metadata.get(k) == Some(v)))
     }
 
     /// The live slots that can match the filter: the shortest posting list among its pairs.
@@ -248,33 +255,65 @@ impl Store {
 
     pub fn search(&self, query: &Query) -> Found {
         let candidates = self.candidates(query.filter);
-        let at_most = candidates.map_or(self.len(), BTreeSet::len);
-        if at_most == 0 || query.top_k == 0 {
+        let passes = |slot: usize| self.passes_filter(slot, query.filter);
+        // How many live items pass the filter, counted over the shortest posting list.
+        let matching = match candidates {
+            None => self.len(),
+            Some(slots) if query.filter.len() == 1 => slots.len(),
+            Some(slots) => slots.iter().filter(|&&s| passes(s)).count(),
+        };
+        let excluded = query
+            .exclude
+            .and_then(|id| self.ids.get(id))
+            .is_some_and(|&slot| passes(slot));
+        let wanted = query.top_k.min(matching - usize::from(excluded));
+        if wanted == 0 {
             return Found {
                 hits: Vec::new(),
                 exact: true,
             };
         }
-        if at_most <= query.exact_scan_max {
+        let ef = query.ef_search.max(query.top_k);
+        // A graph search for a filter that lets a share s of the items through visits about
+        // ef·m/s points; a scan visits the matches. Scan when that is fewer (matches² ≤
+        // ef·m·items), and whenever few items match.
+        let scan_below = match query.filter.is_empty() {
+            true => query.exact_scan_max,
+            false => query
+                .exact_scan_max
+                .max(((ef * query.links * self.len()) as f64).sqrt() as usize),
+        };
+        if matching <= scan_below {
             return self.scan(query, candidates);
         }
-        let filtered = !query.filter.is_empty() || query.exclude.is_some() || self.tombstones() > 0;
-        let keep = |id: &usize| self.matches(*id, query);
-        let ef = query.ef_search.max(query.top_k);
-        let neighbours = if filtered {
-            self.hnsw
-                .search_filter(query.vector, query.top_k, ef, Some(&keep))
-        } else {
-            self.hnsw.search(query.vector, query.top_k, ef)
+        let score = |slots: Vec<usize>| -> Vec<(usize, f32)> {
+            slots
+                .into_iter()
+                .filter(|&slot| self.matches(slot, query))
+                .map(|slot| (slot, dot(query.vector, self.vector(slot))))
+                .collect()
         };
-        let hits: Vec<(usize, f32)> = neighbours
-            .into_iter()
-            .filter(|n| self.matches(n.d_id, query))
-            .map(|n| (n.d_id, dot(query.vector, self.vector(n.d_id))))
-            .collect();
-        let wanted = query
-            .top_k
-            .min(at_most - usize::from(query.exclude.is_some()));
+        let ids = |neighbours: Vec<hnsw_rs::hnsw::Neighbour>| -> Vec<usize> {
+            neighbours.into_iter().map(|n| n.d_id).collect()
+        };
+        if query.filter.is_empty() {
+            // Only tombstones and the query's own item to skip: an unfiltered search (hnsw_rs
+            // stops early only without a filter) asked for enough extra neighbours usually does.
+            let extra = usize::from(query.exclude.is_some()) + self.tombstones().min(query.top_k);
+            let k = query.top_k + extra;
+            let hits = score(ids(self.hnsw.search(query.vector, k, ef.max(k))));
+            if hits.len() >= wanted {
+                return Found {
+                    hits: self.ranked(hits, query.top_k),
+                    exact: false,
+                };
+            }
+        }
+        let keep = |id: &usize| self.matches(*id, query);
+        let neighbours = self
+            .hnsw
+            .search_filter(query.vector, query.top_k, ef, Some(&keep));
+        let hits = score(ids(neighbours));
         if hits.len() < wanted {
             // The graph search ran out of matching candidates (a selective filter far from the
             // query): the hits exist, so find them by scanning.
@@ -370,6 +409,8 @@ mod tests {
             filter,
             exclude: None,
             exact_scan_max,
+            // Small enough that filters matching a sixth of 2000 items walk the graph.
+            links: 1,
         }
     }
 

@@ -204,7 +204,8 @@ fn parse(bytes: &[u8], dim: usize) -> Result<(Records, u64), (u64, String)> {
                 at += len;
             }
             Err(reason) => {
-                if valid_record_follows(&bytes[at + 1..], dim) {
+                let last = records.last().map_or(0, |r: &(u64, Op)| r.0);
+                if valid_record_follows(&bytes[at + 1..], dim, last) {
                     return Err((at as u64, reason));
                 }
                 break;
@@ -236,9 +237,18 @@ fn record_at(bytes: &[u8], dim: usize) -> Result<(u64, Op, usize), String> {
 }
 
 /// Whether a whole, valid record starts anywhere in `bytes`: then a bad record before it is not
-/// a torn tail. Checking every offset costs time only when the log has a bad record.
-fn valid_record_follows(bytes: &[u8], dim: usize) -> bool {
-    (0..bytes.len()).any(|at| record_at(&bytes[at..], dim).is_ok())
+/// a torn tail. Only offsets whose header is plausible (a later sequence number, no further
+/// ahead than records could be) are checksummed, so this stays fast on a long log.
+fn valid_record_follows(bytes: &[u8], dim: usize, last_lsn: u64) -> bool {
+    let most_records = (bytes.len() / HEADER) as u64 + 1;
+    (0..bytes.len()).any(|at| {
+        let Some(header) = bytes.get(at..at + HEADER) else {
+            return false;
+        };
+        let lsn = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
+        let plausible = lsn > last_lsn && lsn <= last_lsn + most_records;
+        plausible && record_at(&bytes[at..], dim).is_ok()
+    })
 }
 
 #[cfg(test)]

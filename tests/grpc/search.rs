@@ -159,7 +159,6 @@ async fn the_demo_model_finds_pictures_by_text_and_by_image() {
 
     let (mut by_text, mut by_image, mut to_caption) = (0, 0, 0);
     let top_label = |found: &pb::SearchResponse, kind: &str| {
-        assert!(!found.exact, "walked the graph");
         assert!(found.hits.iter().all(|h| h.metadata["kind"] == kind));
         found.hits[0].metadata["label"].clone()
     };
@@ -672,6 +671,15 @@ async fn bad_collection_and_search_requests_are_refused_clearly() {
             "collection name",
         );
     }
+    let huge_ef = pb::CreateCollectionRequest {
+        ef_construction: u32::MAX,
+        ..create_named("huge-ef", 0)
+    };
+    refused(
+        c.create_collection(huge_ef).await,
+        Code::InvalidArgument,
+        "ef_construction is 4294967295",
+    );
     refused(
         c.create_collection(create_named("big-m", 300)).await,
         Code::InvalidArgument,
@@ -794,6 +802,14 @@ async fn bad_collection_and_search_requests_are_refused_clearly() {
             search_request("good", Query::Image(vec![1, 2, 3].into()), 1, &[]),
             Code::InvalidArgument,
             "the query: unsupported image format",
+        ),
+        (
+            pb::SearchRequest {
+                ef_search: 5000,
+                ..search_request("good", vq(ok.clone()), 1, &[])
+            },
+            Code::InvalidArgument,
+            "ef_search is 5000; the limit is 4096",
         ),
         (
             pb::SearchRequest {
