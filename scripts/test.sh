@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: install libtorch if needed, build, test.
+# The whole test suite, from a fresh machine: install libtorch and the test tools if needed,
+# build, run the Rust tests (arguments go to cargo test), the Helm chart checks, and the Python and
+# Node clients against a live server (with buf lint).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
+bash scripts/setup-tools.sh
 if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --check
 else
@@ -11,3 +14,5 @@ else
 fi
 # --lib --bins --tests: everything but doc-tests (there are none) and the benchmarks.
 cargo test --release --lib --bins --tests "$@"
+bash scripts/test-chart.sh
+bash scripts/test-clients.sh
