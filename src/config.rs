@@ -28,7 +28,39 @@ pub struct Settings {
     pub classifiers: BTreeMap<String, ClassifierSettings>,
     pub index: IndexSettings,
     pub metrics: MetricsSettings,
+    pub auth: AuthSettings,
+    pub tls: TlsSettings,
 }
+
+/// API keys, sent by clients as `authorization: Bearer KEY`. With none configured, every client
+/// is let in. Health and reflection are always open (probes).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Keys for clipd.v1.Clip (Embed, Classify, Search, ...). Environment:
+    /// CLIPD__AUTH__READ_KEYS=key1,key2.
+    pub read_keys: Vec<String>,
+    /// Keys for clipd.v1.Collections (writes); they are good for Clip too.
+    pub write_keys: Vec<String>,
+    /// Files with more keys, one per line (blank lines and lines starting with # skipped): a
+    /// mounted Kubernetes Secret.
+    pub read_keys_file: Option<PathBuf>,
+    pub write_keys_file: Option<PathBuf>,
+}
+
+/// TLS for gRPC (rustls); mutual TLS when a client CA is given.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The server's certificate chain and private key, PEM.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Clients must present a certificate signed by this CA (PEM).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// The keys that hold secrets, and what `clipd config` prints instead.
+const REDACTED: &str = "<redacted>";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -341,6 +373,24 @@ impl Settings {
         env: std::collections::HashMap<String, String>,
         overrides: &Overrides,
     ) -> Result<Self, ConfigError> {
+        let mut env = env;
+        // Lists of keys come comma-separated; the config crate parses lists only when it also
+        // turns every numeric-looking string into a number (model.source "007").
+        let mut key_lists = Vec::new();
+        for (var, key) in [
+            ("CLIPD__AUTH__READ_KEYS", "auth.read_keys"),
+            ("CLIPD__AUTH__WRITE_KEYS", "auth.write_keys"),
+        ] {
+            if let Some(value) = env.remove(var).filter(|v| !v.is_empty()) {
+                let keys: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                key_lists.push((key, keys));
+            }
+        }
         let mut builder =
             config::Config::builder().add_source(config::Config::try_from(&Settings::default())?);
         if let Some(file) = file {
@@ -353,6 +403,9 @@ impl Settings {
                 .separator("__")
                 .ignore_empty(true),
         );
+        for (key, keys) in key_lists {
+            builder = builder.set_override(key, keys)?;
+        }
         if let Some(model) = &overrides.model {
             builder = builder.set_override("model.source", model.to_string_lossy().as_ref())?;
         }
@@ -425,6 +478,25 @@ impl Settings {
                 return invalid(&format!("classifiers.{name}"), &problem);
             }
         }
+        let t = &self.tls;
+        if t.cert_file.is_some() != t.key_file.is_some() {
+            return invalid("tls", "set both cert_file and key_file, or neither");
+        }
+        if t.client_ca_file.is_some() && t.cert_file.is_none() {
+            return invalid(
+                "tls.client_ca_file",
+                "mutual TLS needs the server's own cert_file and key_file",
+            );
+        }
+        if let Some(i) = self
+            .auth
+            .read_keys
+            .iter()
+            .chain(&self.auth.write_keys)
+            .position(|k| k.trim().is_empty())
+        {
+            return invalid("auth", &format!("key {i} is empty"));
+        }
         if s.max_message_bytes < l.max_image_bytes {
             return invalid(
                 "server.max_message_bytes",
@@ -444,6 +516,15 @@ impl Settings {
 
     pub fn model_source(&self) -> ModelSource {
         ModelSource::parse(self.model.source.as_deref())
+    }
+
+    /// The settings as TOML, with the API keys replaced by a placeholder.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        for keys in [&mut shown.auth.read_keys, &mut shown.auth.write_keys] {
+            keys.iter_mut().for_each(|k| *k = REDACTED.to_owned());
+        }
+        toml::to_string(&shown).expect("settings serialise")
     }
 }
 
@@ -623,6 +704,40 @@ mod tests {
         let vars = env(&[("CLIPD__MODEL__SOURCE", "007")]);
         let s = Settings::load_with_env(None, vars, &Overrides::default()).unwrap();
         assert_eq!(s.model.source, Some(PathBuf::from("007")));
+    }
+
+    #[test]
+    fn keys_come_from_lists_in_the_environment_and_are_redacted() {
+        let vars = env(&[
+            ("CLIPD__AUTH__READ_KEYS", "r1, r2"),
+            ("CLIPD__AUTH__WRITE_KEYS", "w1"),
+            ("CLIPD__MODEL__SOURCE", "007"),
+        ]);
+        let s = Settings::load_with_env(None, vars, &Overrides::default()).unwrap();
+        assert_eq!(s.auth.read_keys, ["r1", "r2"]);
+        assert_eq!(s.auth.write_keys, ["w1"]);
+        let shown = s.redacted_toml();
+        for secret in ["r1", "r2", "w1"] {
+            assert!(!shown.contains(&format!("\"{secret}\"")), "{shown}");
+        }
+        assert_eq!(shown.matches(REDACTED).count(), 3, "{shown}");
+        let reread: Settings = toml::from_str(&shown).unwrap();
+        assert_eq!(reread.model.source, Some(PathBuf::from("007")));
+        assert_eq!(reread.batching, s.batching);
+    }
+
+    #[test]
+    fn tls_needs_a_certificate_and_its_key() {
+        for (vars, named) in [
+            (vec![("CLIPD__TLS__CERT_FILE", "c.pem")], "tls: set both"),
+            (
+                vec![("CLIPD__TLS__CLIENT_CA_FILE", "ca.pem")],
+                "tls.client_ca_file",
+            ),
+        ] {
+            let e = Settings::load_with_env(None, env(&vars), &Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains(named), "{e}");
+        }
     }
 
     #[test]

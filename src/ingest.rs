@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -13,6 +14,35 @@ use crate::grpc::pb::collections_client::CollectionsClient;
 
 /// The extensions of the image formats the server decodes.
 const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+
+/// Adds `authorization: Bearer KEY` to every call when there is a key.
+#[derive(Clone, Default)]
+pub struct ApiKey(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl ApiKey {
+    pub fn new(key: Option<&str>) -> Result<Self, IngestError> {
+        key.map(|k| format!("Bearer {k}").parse())
+            .transpose()
+            .map(Self)
+            .map_err(|_| {
+                IngestError::Server("the API key has characters a header cannot carry".into())
+            })
+    }
+}
+
+impl tonic::service::Interceptor for ApiKey {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel to the server that sends the API key.
+pub type Authorized = InterceptedService<Channel, ApiKey>;
 
 pub struct IngestOptions {
     pub collection: String,
@@ -71,6 +101,7 @@ pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
 
 pub async fn ingest(
     channel: Channel,
+    key: ApiKey,
     options: &IngestOptions,
     progress: Progress<'_>,
 ) -> Result<IngestReport, IngestError> {
@@ -78,12 +109,16 @@ pub async fn ingest(
     let files = walk(&options.dir, &mut report)?;
     report.found = files.len();
     let info = retrying(|| {
-        let mut clip = crate::grpc::pb::clip_client::ClipClient::new(channel.clone());
+        let mut clip = crate::grpc::pb::clip_client::ClipClient::with_interceptor(
+            channel.clone(),
+            key.clone(),
+        );
         async move { clip.get_model_info(pb::GetModelInfoRequest {}).await }
     })
     .await
     .map_err(|s| server("asking for the server's limits", s))?;
-    let mut client = CollectionsClient::new(channel).max_decoding_message_size(usize::MAX);
+    let mut client =
+        CollectionsClient::with_interceptor(channel, key).max_decoding_message_size(usize::MAX);
     report.created_collection = ensure_collection(&mut client, &options.collection).await?;
     let most = (info.max_inputs_per_request as usize).min(crate::index::MAX_GET_IDS);
     let batch_size = options.batch_size.clamp(1, most.max(1));
@@ -185,7 +220,7 @@ fn batches(files: Vec<File>, size: usize, max_bytes: u64) -> Vec<Vec<File>> {
 
 /// Creates the collection unless it exists: whether it created it.
 async fn ensure_collection(
-    client: &mut CollectionsClient<Channel>,
+    client: &mut CollectionsClient<Authorized>,
     name: &str,
 ) -> Result<bool, IngestError> {
     let get = pb::GetCollectionRequest { name: name.into() };
@@ -243,7 +278,7 @@ struct Outcome {
 }
 
 async fn ingest_batch(
-    client: CollectionsClient<Channel>,
+    client: CollectionsClient<Authorized>,
     options: &IngestOptions,
     batch: Vec<File>,
 ) -> Result<Outcome, IngestError> {
@@ -324,7 +359,7 @@ fn item(id: String, bytes: Vec<u8>, extra: &[(String, String)]) -> pb::Item {
 }
 
 async fn upsert(
-    client: &CollectionsClient<Channel>,
+    client: &CollectionsClient<Authorized>,
     collection: &str,
     items: Vec<pb::Item>,
 ) -> Result<usize, Status> {

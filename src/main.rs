@@ -38,6 +38,10 @@ enum Command {
     Ingest(IngestArgs),
     /// Search a collection of a running server by text, image or item id, and print the hits.
     Search(SearchArgs),
+    /// Print the effective configuration (defaults, --config FILE, CLIPD__* variables and these
+    /// flags, as `serve` would use them) as TOML, with API keys redacted; exits 1 naming the
+    /// first invalid key.
+    Config(ServeArgs),
     /// Train the demo CLIP on synthetic shapes (colours x shapes, with captions) and write it as a
     /// Hugging Face checkpoint directory; prints the held-out evaluation as JSON to stdout.
     TrainDemo(TrainDemoArgs),
@@ -72,6 +76,9 @@ struct ServerArgs {
     /// The server's gRPC address.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50051")]
     server: String,
+    /// The API key to send (authorization: Bearer KEY), when the server requires one.
+    #[arg(long, env = "CLIPD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 impl ServerArgs {
@@ -281,7 +288,7 @@ fn embed(args: &EmbedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+fn settings(args: &ServeArgs) -> anyhow::Result<Settings> {
     let overrides = Overrides {
         model: args.model.clone(),
         grpc_addr: args.grpc_addr,
@@ -289,7 +296,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         device: args.device,
         dtype: args.dtype,
     };
-    let settings = Settings::load(args.config.as_deref(), &overrides)?;
+    Ok(Settings::load(args.config.as_deref(), &overrides)?)
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let settings = settings(args)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let mut server = RunningServer::start(settings, locations_from_env()).await?;
@@ -337,7 +348,8 @@ fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     };
     let report = tokio::runtime::Runtime::new()?.block_on(async {
         let channel = args.server.connect().await?;
-        anyhow::Ok(ingest(channel, &options, &progress).await?)
+        let key = clipd::ingest::ApiKey::new(args.server.api_key.as_deref())?;
+        anyhow::Ok(ingest(channel, key, &options, &progress).await?)
     })?;
     bar.finish_and_clear();
     if report.created_collection {
@@ -383,7 +395,9 @@ fn search(args: &SearchArgs) -> anyhow::Result<()> {
         ef_search: 0,
     };
     let response = tokio::runtime::Runtime::new()?.block_on(async {
-        let mut client = pb::clip_client::ClipClient::new(args.server.connect().await?);
+        let key = clipd::ingest::ApiKey::new(args.server.api_key.as_deref())?;
+        let mut client =
+            pb::clip_client::ClipClient::with_interceptor(args.server.connect().await?, key);
         let response = client
             .search(request)
             .await
@@ -455,6 +469,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed(args),
         Command::Ingest(args) => ingest(args),
         Command::Search(args) => search(args),
+        Command::Config(args) => settings(args).map(|s| print!("{}", s.redacted_toml())),
         Command::TrainDemo(args) => train_demo(args),
     };
     match result {

@@ -342,3 +342,35 @@ fn an_image_file_over_the_byte_limit_is_named_without_reading_it_whole() {
     let err = assert_fails(&output, "oversized image");
     assert!(err.contains("big.png") && err.contains("limit"), "{err}");
 }
+
+/// `clipd config`: the effective settings, keys redacted; an invalid one named, exit 1.
+#[test]
+fn config_prints_the_effective_settings_with_keys_redacted() {
+    let run = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_clipd"));
+        command.arg("config").args(args);
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let shown = run(
+        &[
+            ("CLIPD__AUTH__WRITE_KEYS", "very-secret"),
+            ("CLIPD__BATCHING__MAX_DELAY_MS", "9"),
+        ],
+        &["--metrics-addr", "127.0.0.1:9999"],
+    );
+    assert!(shown.status.success(), "{shown:?}");
+    let text = stdout(&shown);
+    assert!(!text.contains("very-secret"), "{text}");
+    assert!(text.contains("write_keys = [\"<redacted>\"]"), "{text}");
+    assert!(text.contains("max_delay_ms = 9"), "{text}");
+    assert!(text.contains("addr = \"127.0.0.1:9999\""), "{text}");
+    let refused = run(&[("CLIPD__INDEX__HNSW__M", "999")], &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("index.hnsw: m is 999"),
+        "{refused:?}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The gRPC surface: thin service implementations over the engine, and the server around them.
 
+mod auth;
 mod clip_service;
 mod collections_service;
 mod deadline;

@@ -14,6 +14,7 @@ use tonic_health::ServingStatus;
 
 use tonic::service::interceptor::InterceptedService;
 
+use super::auth::{Access, ApiKeys};
 use super::clip_service::ClipService;
 use super::collections_service::CollectionsService;
 use super::deadline;
@@ -41,6 +42,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("{0}")]
     NotLoaded(String),
+    #[error("{0}")]
+    Security(String),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("the gRPC server task panicked")]
@@ -144,19 +147,26 @@ impl RunningServer {
             settings: settings.clone(),
         })
         .max_decoding_message_size(max_message_bytes);
-        let clip = InterceptedService::new(clip, deadline::stamp);
+        let keys = ApiKeys::load(&settings.auth)
+            .map_err(|e| ServeError::Security(e.to_string()))?
+            .map(Arc::new);
+        let clip = InterceptedService::new(clip, admit(keys.clone(), Access::Read));
         let collections = pb::collections_server::CollectionsServer::new(CollectionsService {
             loaded: loaded.clone(),
             stopping: stopping_rx.clone(),
         })
         .max_decoding_message_size(max_message_bytes);
-        let collections = InterceptedService::new(collections, deadline::stamp);
+        let collections = InterceptedService::new(collections, admit(keys, Access::Write));
 
         // Small responses must not wait for delayed ACKs (Nagle's algorithm adds ~40 ms).
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop, stopped) = oneshot::channel::<()>();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls_config(&settings.tls)? {
+            builder = builder.tls_config(tls)?;
+        }
         let serving = tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 .layer(ObserveLayer)
                 .layer(tower::util::MapResponseLayer::new(
                     too_large::rewrite::<tonic::body::Body>,
@@ -401,4 +411,43 @@ async fn snapshot_periodically(
         };
         let _ = tokio::task::spawn_blocking(move || collections.snapshot_all()).await;
     }
+}
+
+/// The interceptor of a service: its API keys (if any are configured), then the deadline stamp.
+fn admit(
+    keys: Option<Arc<ApiKeys>>,
+    access: Access,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |request| {
+        if let Some(keys) = &keys {
+            keys.check(request.metadata(), access)?;
+        }
+        deadline::stamp(request)
+    }
+}
+
+/// The server's TLS, from PEM files; None without a certificate.
+fn tls_config(
+    settings: &crate::config::TlsSettings,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, ServeError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).map_err(|e| {
+            ServeError::Security(format!(
+                "cannot read the TLS {what} {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(cert, "certificate")?,
+        read(key, "key")?,
+    ));
+    if let Some(ca) = &settings.client_ca_file {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+    }
+    Ok(Some(tls))
 }

@@ -11,5 +11,6 @@ mod health;
 mod ingest;
 mod metrics;
 mod search;
+mod security;
 mod streaming;
 mod support;

@@ -1,0 +1,197 @@
+//! API keys (read and write), TLS and mutual TLS, with certificates made for the test.
+
+use clipd::grpc::pb;
+use clipd::grpc::pb::clip_client::ClipClient;
+use clipd::grpc::pb::collections_client::CollectionsClient;
+use clipd::grpc::RunningServer;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+use crate::support::*;
+
+fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        let value = format!("Bearer {key}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_guard_reads_and_writes_but_not_probes() {
+    let mut s = settings("tiny-a");
+    s.auth.read_keys = vec!["read-key".into()];
+    let keys_file = scratch_dir("keys").join("write.keys");
+    std::fs::write(&keys_file, "# writers\nwrite-key\n").unwrap();
+    s.auth.write_keys_file = Some(keys_file);
+    let server = TestServer::start(s).await;
+    let channel = channel(&server.server).await;
+    let mut clip = ClipClient::new(channel.clone());
+    let mut collections = CollectionsClient::new(channel.clone());
+
+    let embed_with = |key: Option<&'static str>| {
+        let mut clip = clip.clone();
+        async move {
+            clip.embed(with_key(request(vec![text("hello")]), key))
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code())
+        }
+    };
+    assert_eq!(embed_with(None).await, Err(Code::Unauthenticated));
+    assert_eq!(embed_with(Some("guess")).await, Err(Code::Unauthenticated));
+    assert_eq!(embed_with(Some("read-key")).await, Ok(()));
+    assert_eq!(embed_with(Some("write-key")).await, Ok(()));
+    let missing = clip
+        .get_model_info(pb::GetModelInfoRequest {})
+        .await
+        .unwrap_err();
+    assert!(
+        missing.message().contains("authorization: Bearer"),
+        "{missing:?}"
+    );
+
+    let create = |name: &str| pb::CreateCollectionRequest {
+        name: name.into(),
+        ..Default::default()
+    };
+    let refused = collections
+        .create_collection(with_key(create("c"), Some("read-key")))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let refused = collections
+        .create_collection(create("c"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    collections
+        .create_collection(with_key(create("c"), Some("write-key")))
+        .await
+        .unwrap();
+
+    // Probes need no key.
+    let health = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "clipd.v1.Clip".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(health.into_inner().status(), ServingStatus::Serving);
+}
+
+/// A CA, a server certificate for localhost and 127.0.0.1, and a client certificate, as PEM.
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    Pki {
+        ca: ca.pem(),
+        server: leaf(vec!["localhost".into(), "127.0.0.1".into()]),
+        client: leaf(vec!["a client".into()]),
+    }
+}
+
+async fn tls_server(pki: &Pki, mutual: bool) -> RunningServer {
+    let dir = scratch_dir("tls");
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        Some(path)
+    };
+    let mut s = settings("tiny-a");
+    s.tls.cert_file = write("server.crt", &pki.server.0);
+    s.tls.key_file = write("server.key", &pki.server.1);
+    if mutual {
+        s.tls.client_ca_file = write("ca.crt", &pki.ca);
+    }
+    let mut server = RunningServer::start(s, clipd::config::locations_from_env())
+        .await
+        .unwrap();
+    server.ready().await.unwrap();
+    server
+}
+
+/// Embeds "hi" over TLS trusting the test CA, with the client certificate if given.
+async fn embed_over_tls(
+    server: &RunningServer,
+    pki: &Pki,
+    identity: Option<&(String, String)>,
+) -> Result<(), String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let url = format!("https://localhost:{}", server.addr().port());
+    let channel = Channel::from_shared(url)
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    ClipClient::new(channel)
+        .embed(request(vec![text("hi")]))
+        .await
+        .map(|_| ())
+        .map_err(|s| format!("{s:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_mutual_tls() {
+    let pki = pki();
+    let server = tls_server(&pki, false).await;
+    embed_over_tls(&server, &pki, None).await.unwrap();
+    // A plain-text client gets no answer from a TLS server.
+    let plain = Channel::from_shared(format!("http://{}", server.addr())).unwrap();
+    let answered = match plain.connect().await {
+        Ok(channel) => ClipClient::new(channel)
+            .embed(request(vec![text("hi")]))
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    assert!(!answered, "plain text must not be served");
+    server.shutdown().await.unwrap();
+
+    let server = tls_server(&pki, true).await;
+    let refused = embed_over_tls(&server, &pki, None).await;
+    assert!(
+        refused.is_err(),
+        "a client without a certificate is refused"
+    );
+    embed_over_tls(&server, &pki, Some(&pki.client))
+        .await
+        .unwrap();
+    let stranger = {
+        let other = self::pki();
+        embed_over_tls(&server, &pki, Some(&other.client)).await
+    };
+    assert!(
+        stranger.is_err(),
+        "a certificate from another CA is refused"
+    );
+    server.shutdown().await.unwrap();
+}
