@@ -1,8 +1,13 @@
-//! Approximate nearest neighbours over unit vectors with `hnsw_rs`, by cosine similarity.
+//! Approximate nearest neighbours over unit vectors by cosine similarity: graphs built with
+//! `hnsw_rs` and searched in a flat copy ([`FlatGraph`]).
 
 use hnsw_rs::anndists::dist::Distance;
 use hnsw_rs::hnsw::Hnsw;
 use serde::{Deserialize, Serialize};
+
+mod flat;
+
+pub use flat::{advise_huge_pages, FlatGraph};
 
 /// HNSW's parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,14 +136,28 @@ fn dot_lanes<const FUSED: bool>(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// An index of unit vectors, identified by their position in the list it was built from.
+///
+/// hnsw_rs builds the graph, which is then flattened and dropped: the index keeps the flat copy
+/// and the vectors.
 pub struct UnitIndex {
-    hnsw: Hnsw<'static, f32, UnitCosine>,
+    vectors: Vec<f32>,
+    graph: FlatGraph,
     ef_search: usize,
 }
 
 impl UnitIndex {
     /// Builds the index from `dim`-sized rows of `matrix`, all finite and of unit length.
     pub fn build(matrix: &[f32], dim: usize, settings: &HnswSettings) -> Self {
+        let hnsw = Self::build_hnsw(matrix, dim, settings);
+        Self::from_hnsw(&hnsw, matrix, dim, settings.ef_search)
+    }
+
+    /// [`Self::build`]'s first step, apart so that it can be timed apart: hnsw_rs's graph.
+    pub fn build_hnsw(
+        matrix: &[f32],
+        dim: usize,
+        settings: &HnswSettings,
+    ) -> Hnsw<'static, f32, UnitCosine> {
         let count = matrix.len() / dim.max(1);
         let layers =
             16.min(((count.max(2) as f64).ln() / (settings.m as f64).ln()).ceil() as usize + 2);
@@ -152,9 +171,24 @@ impl UnitIndex {
         let rows: Vec<(&[f32], usize)> = matrix.chunks_exact(dim).zip(0..).collect();
         hnsw.parallel_insert_slice(&rows);
         hnsw.set_searching_mode(true);
+        hnsw
+    }
+
+    /// [`Self::build`]'s second step: the index over `hnsw`, built from the same `matrix`.
+    pub fn from_hnsw(
+        hnsw: &Hnsw<'static, f32, UnitCosine>,
+        matrix: &[f32],
+        dim: usize,
+        ef_search: usize,
+    ) -> Self {
+        let count = matrix.len() / dim.max(1);
+        let mut vectors = Vec::with_capacity(count * dim);
+        advise_huge_pages(&vectors);
+        vectors.extend_from_slice(&matrix[..count * dim]);
         Self {
-            hnsw,
-            ef_search: settings.ef_search,
+            vectors,
+            graph: FlatGraph::from_hnsw(hnsw),
+            ef_search,
         }
     }
 
@@ -169,10 +203,10 @@ impl UnitIndex {
 
     /// [`Self::search`] with another `ef_search`: one built index can be measured at several.
     pub fn search_ef(&self, query: &[f32], k: usize, ef_search: usize) -> Vec<usize> {
-        self.hnsw
-            .search(query, k, ef_search.max(k))
+        self.graph
+            .search(&self.vectors, query, k, ef_search.max(k), None)
             .into_iter()
-            .map(|n| n.d_id)
+            .map(|(id, _)| id)
             .collect()
     }
 }
