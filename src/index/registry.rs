@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use parking_lot::RwLock;
 
 use super::collection::{Collection, Info, Manifest};
 use crate::ann::HnswSettings;
@@ -48,6 +50,8 @@ pub struct Registry {
     settings: Arc<IndexSettings>,
     model: String,
     dim: usize,
+    /// Read by every search and write; parking_lot's lock, for the reason the collection's store
+    /// uses it: std's can keep a waiting writer out while reads come one after another.
     entries: RwLock<BTreeMap<String, Entry>>,
     /// Held by CreateCollection and DropCollection.
     admin: Mutex<()>,
@@ -101,7 +105,7 @@ impl Registry {
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Collection>, IndexError> {
-        match self.entries.read().expect("never poisoned").get(name) {
+        match self.entries.read().get(name) {
             Some(Entry::Open(collection)) => Ok(Arc::clone(collection)),
             Some(closed) => Err(closed
                 .refusal(name, &self.model, self.dim)
@@ -133,7 +137,7 @@ impl Registry {
         // request reads.
         let _admin = self.admin.lock().expect("never poisoned");
         {
-            let entries = self.entries.read().expect("never poisoned");
+            let entries = self.entries.read();
             if entries.contains_key(name) {
                 return Err(IndexError::Exists(name.to_owned()));
             }
@@ -172,7 +176,6 @@ impl Registry {
         let info = collection.info();
         self.entries
             .write()
-            .expect("never poisoned")
             .insert(name.to_owned(), Entry::Open(collection));
         tracing::info!(collection = name, "created collection");
         Ok(info)
@@ -181,7 +184,7 @@ impl Registry {
     /// Removes the collection and its data.
     pub fn drop_collection(&self, name: &str) -> Result<(), IndexError> {
         let _admin = self.admin.lock().expect("never poisoned");
-        let removed = self.entries.write().expect("never poisoned").remove(name);
+        let removed = self.entries.write().remove(name);
         let Some(entry) = removed else {
             return Err(IndexError::UnknownCollection(name.to_owned()));
         };
@@ -208,7 +211,6 @@ impl Registry {
     pub fn list(&self) -> Vec<(String, Listed)> {
         self.entries
             .read()
-            .expect("never poisoned")
             .iter()
             .map(|(name, entry)| {
                 let listed = match entry {
@@ -231,7 +233,7 @@ impl Registry {
 
     /// Collections served, and their live items and tombstones in all.
     pub fn totals(&self) -> (usize, usize, usize) {
-        let entries = self.entries.read().expect("never poisoned");
+        let entries = self.entries.read();
         let mut totals = (0, 0, 0);
         for entry in entries.values() {
             if let Entry::Open(c) = entry {
@@ -247,7 +249,6 @@ impl Registry {
         let open: Vec<Arc<Collection>> = self
             .entries
             .read()
-            .expect("never poisoned")
             .values()
             .filter_map(|e| match e {
                 Entry::Open(c) => Some(Arc::clone(c)),

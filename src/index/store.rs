@@ -261,11 +261,25 @@ impl Store {
 
     /// Adds the item (replacing any with its id) and returns whether it replaced one.
     pub fn upsert(&mut self, item: Item) -> bool {
+        let (replaced, slot) = self.add(item);
+        self.link(slot);
+        replaced
+    }
+
+    /// [`Self::upsert`] but for the graph: the item gets a slot in the tail, where searches find
+    /// it, and [`Self::link`] then puts that slot into the graph. Returns whether it replaced an
+    /// item, and its slot.
+    pub fn add(&mut self, item: Item) -> (bool, usize) {
         let replaced = self.remove(&item.id);
-        let slot = self.place(item);
+        (replaced, self.place(item))
+    }
+
+    /// Inserts an added slot into hnsw_rs's graph: milliseconds in a large graph, but searches
+    /// read only the flat copy and the tail, not this graph, so it can run under a read lock
+    /// while they go on. The caller keeps other writes out until it returns.
+    pub fn link(&self, slot: usize) {
         self.hnsw
             .insert_slice((&self.vectors[slot * self.dim..(slot + 1) * self.dim], slot));
-        replaced
     }
 
     /// Removes the item; false if there was none.
