@@ -1,0 +1,265 @@
+//! What writes to a collection cost the searches running beside them (scripts/bench-writes.sh
+//! runs it).
+//!
+//! cargo bench --bench writes -- [--count 20000] [--dim 512] [--writes 300] [--batch 1]
+//!     [--searchers 1] [--seconds 3] [--seed 1]
+//!
+//! Fills a collection (through `Collection::upsert`, write-ahead log and all, under
+//! target/bench/writes/) with --count random unit vectors, then measures --searchers threads
+//! searching it one query after another (top 10, the default ef_search): first alone for
+//! --seconds, then while another thread makes --writes upserts of --batch items each, every one
+//! acknowledged as a server would (log flushed to disk). The table compares the two phases in one
+//! run: searches/s, latency percentiles and their ratio, and the writes' own latency.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod common;
+
+use anyhow::ensure;
+use clipd::ann::{dot, HnswSettings};
+use clipd::config::IndexSettings;
+use clipd::demo::rng::SplitMix64;
+use clipd::index::{Collection, Item, Manifest, Metadata, Search, Target};
+
+const OUT_DIR: &str = "target/bench/writes";
+
+struct Args {
+    count: usize,
+    dim: usize,
+    writes: usize,
+    batch: usize,
+    searchers: usize,
+    seconds: f64,
+    seed: u64,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        count: 20_000,
+        dim: 512,
+        writes: 300,
+        batch: 1,
+        searchers: 1,
+        seconds: 3.0,
+        seed: 1,
+    };
+    for (flag, value) in common::flags()? {
+        match flag.as_str() {
+            "--count" => args.count = value.parse()?,
+            "--dim" => args.dim = value.parse()?,
+            "--writes" => args.writes = value.parse()?,
+            "--batch" => args.batch = value.parse()?,
+            "--searchers" => args.searchers = value.parse()?,
+            "--seconds" => args.seconds = value.parse()?,
+            "--seed" => args.seed = value.parse()?,
+            other => anyhow::bail!("unknown flag {other}"),
+        }
+    }
+    ensure!(
+        args.count > 0 && args.dim > 0,
+        "--count and --dim must be positive"
+    );
+    ensure!(
+        args.writes > 0 && args.batch > 0,
+        "--writes and --batch must be positive"
+    );
+    ensure!(args.searchers > 0, "--searchers must be positive");
+    Ok(args)
+}
+
+fn unit(rng: &mut SplitMix64, dim: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..dim).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+    let norm = dot(&v, &v).sqrt();
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+fn item(id: usize, vector: Vec<f32>) -> Item {
+    Item {
+        id: format!("item-{id}"),
+        metadata: [("shard".to_string(), (id % 16).to_string())].into(),
+        vector,
+    }
+}
+
+/// Latencies in milliseconds, sorted.
+struct Latencies(Vec<f64>);
+
+impl Latencies {
+    fn new(mut values: Vec<f64>) -> Self {
+        values.sort_by(f64::total_cmp);
+        Self(values)
+    }
+
+    fn quantile(&self, q: f64) -> f64 {
+        match self.0.len() {
+            0 => f64::NAN,
+            n => self.0[((n - 1) as f64 * q).round() as usize],
+        }
+    }
+}
+
+/// Searches from `searchers` threads until `stop` is set: each thread's latencies, merged.
+fn search_until(
+    collection: &Arc<Collection>,
+    queries: &Arc<Vec<Vec<f32>>>,
+    searchers: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<f64>>> {
+    (0..searchers)
+        .map(|t| {
+            let (collection, queries, stop) = (collection.clone(), queries.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let search = Search {
+                        target: Target::Vector(queries[i % queries.len()].clone()),
+                        top_k: 10,
+                        ef_search: None,
+                        filter: Metadata::new(),
+                    };
+                    let started = Instant::now();
+                    let found = collection.search(&search).expect("a search");
+                    latencies.push(started.elapsed().as_secs_f64() * 1e3);
+                    assert_eq!(found.hits.len(), 10);
+                    i += searchers;
+                }
+                latencies
+            })
+        })
+        .collect()
+}
+
+struct Phase {
+    seconds: f64,
+    searches: Latencies,
+}
+
+fn joined(handles: Vec<std::thread::JoinHandle<Vec<f64>>>) -> Latencies {
+    Latencies::new(
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a searcher"))
+            .collect(),
+    )
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let dir = std::path::Path::new(OUT_DIR).join("collection");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(OUT_DIR)?;
+    let manifest = Manifest {
+        name: "bench".into(),
+        model: "bench".into(),
+        dim: args.dim,
+        hnsw: HnswSettings::default(),
+    };
+    let settings = Arc::new(IndexSettings::default());
+    let collection = Collection::create(&dir, manifest, settings)?;
+    let mut rng = SplitMix64::new(args.seed);
+
+    let started = Instant::now();
+    for chunk in (0..args.count).collect::<Vec<_>>().chunks(1000) {
+        let items = chunk.iter().map(|&i| item(i, unit(&mut rng, args.dim)));
+        collection.upsert(items.collect())?;
+    }
+    eprintln!(
+        "filled {} items in {:.1} s",
+        args.count,
+        started.elapsed().as_secs_f64()
+    );
+    let queries = Arc::new((0..1000).map(|_| unit(&mut rng, args.dim)).collect());
+    // Half new ids, half replacements: replacements leave tombstones, as real updates do.
+    let writes: Vec<Vec<Item>> = (0..args.writes)
+        .map(|w| {
+            (0..args.batch)
+                .map(|b| {
+                    let n = w * args.batch + b;
+                    let id = if n % 2 == 0 {
+                        args.count + n
+                    } else {
+                        n % args.count
+                    };
+                    item(id, unit(&mut rng, args.dim))
+                })
+                .collect()
+        })
+        .collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles = search_until(&collection, &queries, args.searchers, &stop);
+    std::thread::sleep(Duration::from_secs_f64(args.seconds));
+    stop.store(true, Ordering::Relaxed);
+    let alone = Phase {
+        searches: joined(handles),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles = search_until(&collection, &queries, args.searchers, &stop);
+    let mut write_ms = Vec::with_capacity(args.writes);
+    for items in writes {
+        let began = Instant::now();
+        collection.upsert(items)?;
+        write_ms.push(began.elapsed().as_secs_f64() * 1e3);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let writing = Phase {
+        searches: joined(handles),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let write_ms = Latencies::new(write_ms);
+    std::fs::remove_dir_all(&dir)?;
+
+    println!(
+        "Searches beside writes: {} unit vectors of {} dimensions, m {}, ef_search {}, top 10, \
+         {} searching thread(s); {} upserts of {} item(s), half of them replacements",
+        args.count,
+        args.dim,
+        HnswSettings::default().m,
+        HnswSettings::default().ef_search,
+        args.searchers,
+        args.writes,
+        args.batch
+    );
+    println!(
+        "{:<16} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "phase", "searches", "searches/s", "p50 ms", "p99 ms", "max ms"
+    );
+    for (name, phase) in [("alone", &alone), ("beside writes", &writing)] {
+        println!(
+            "{:<16} {:>9} {:>10.0} {:>9.3} {:>9.3} {:>9.3}",
+            name,
+            phase.searches.0.len(),
+            phase.searches.0.len() as f64 / phase.seconds,
+            phase.searches.quantile(0.5),
+            phase.searches.quantile(0.99),
+            phase.searches.quantile(1.0),
+        );
+    }
+    let rate = |p: &Phase| p.searches.0.len() as f64 / p.seconds;
+    println!(
+        "beside writes / alone: searches/s {:.2}, p50 {:.2}, p99 {:.2}",
+        rate(&writing) / rate(&alone),
+        writing.searches.quantile(0.5) / alone.searches.quantile(0.5),
+        writing.searches.quantile(0.99) / alone.searches.quantile(0.99),
+    );
+    println!(
+        "writes: {:.1} upserts/s over {:.1} s; per upsert p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+         (log flushed to disk before each returns)",
+        args.writes as f64 / writing.seconds,
+        writing.seconds,
+        write_ms.quantile(0.5),
+        write_ms.quantile(0.99),
+        write_ms.quantile(1.0),
+    );
+    Ok(())
+}
