@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 mod common;
 
 use anyhow::ensure;
-use clipd::ann::{dot, HnswSettings};
+use clipd::ann::HnswSettings;
 use clipd::config::IndexSettings;
 use clipd::demo::rng::SplitMix64;
-use clipd::index::{Collection, Item, Manifest, Metadata, Search, Target};
+use clipd::index::{unit_vector, Collection, Item, Manifest, Metadata, Search, Target};
 
 const OUT_DIR: &str = "target/bench/writes";
 
@@ -70,10 +70,8 @@ fn parse_args() -> anyhow::Result<Args> {
 }
 
 fn unit(rng: &mut SplitMix64, dim: usize) -> Vec<f32> {
-    let mut v: Vec<f32> = (0..dim).map(|_| rng.range(-1.0, 1.0) as f32).collect();
-    let norm = dot(&v, &v).sqrt();
-    v.iter_mut().for_each(|x| *x /= norm);
-    v
+    let values = (0..dim).map(|_| rng.range(-1.0, 1.0) as f32).collect();
+    unit_vector(values, dim).expect("random values have a length")
 }
 
 fn item(id: usize, vector: Vec<f32>) -> Item {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 mod flat;
 
-pub use flat::{advise_huge_pages, FlatGraph};
+pub use flat::{reserve_in_huge_pages, FlatGraph};
 
 /// HNSW's parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,8 +182,8 @@ impl UnitIndex {
         ef_search: usize,
     ) -> Self {
         let count = matrix.len() / dim.max(1);
-        let mut vectors = Vec::with_capacity(count * dim);
-        advise_huge_pages(&vectors);
+        let mut vectors = Vec::new();
+        reserve_in_huge_pages(&mut vectors, count * dim);
         vectors.extend_from_slice(&matrix[..count * dim]);
         Self {
             vectors,

@@ -422,9 +422,12 @@ fn apply_each(store: &RwLock<Store>, op: Op) -> usize {
             .into_iter()
             .map(|item| {
                 let (replaced, slot) = write().add(item);
-                read().link(slot);
-                if read().copy_is_stale() {
-                    let copy = read().copy_graph();
+                let copy = {
+                    let store = read();
+                    store.link(slot);
+                    store.copy_is_stale().then(|| store.copy_graph())
+                };
+                if let Some(copy) = copy {
                     write().use_copy(copy);
                 }
                 usize::from(replaced)

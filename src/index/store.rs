@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hnsw_rs::hnsw::Hnsw;
 
-use crate::ann::{advise_huge_pages, dot, FlatGraph, HnswSettings, UnitCosine};
+use crate::ann::{dot, reserve_in_huge_pages, FlatGraph, HnswSettings, UnitCosine};
 
 pub type Metadata = BTreeMap<String, String>;
 
@@ -166,8 +166,7 @@ impl Store {
     /// Room for `slots` more vectors, in memory asked to be backed by huge pages, since searches
     /// read the vectors at random.
     fn reserve_vectors(&mut self, slots: usize) {
-        self.vectors.reserve_exact(slots * self.dim);
-        advise_huge_pages(&self.vectors);
+        reserve_in_huge_pages(&mut self.vectors, slots * self.dim);
     }
 
     /// Copies the graph as it is now, so that searches walk every slot's links.
