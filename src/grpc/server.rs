@@ -125,11 +125,7 @@ impl RunningServer {
             .map_err(|source| ServeError::Bind { addr, source })?;
 
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        for service in SERVICES {
-            reporter
-                .set_service_status(service, ServingStatus::NotServing)
-                .await;
-        }
+        set_all(&reporter, ServingStatus::NotServing).await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -277,11 +273,7 @@ impl RunningServer {
     /// work included) get `server.shutdown_grace_ms` to finish, then the server stops.
     pub async fn shutdown(self) -> Result<(), ServeError> {
         self.stopping.send_replace(true);
-        for service in SERVICES {
-            self.reporter
-                .set_service_status(service, ServingStatus::NotServing)
-                .await;
-        }
+        set_all(&self.reporter, ServingStatus::NotServing).await;
         let _ = self.stop.send(());
         if let Some(loading) = self.loading {
             loading.abort();
@@ -351,9 +343,13 @@ async fn load(
             stopping.clone(),
         ));
     }
-    let health = engine.health();
+    let mut health = engine.health();
     let model = engine.description();
     telemetry::build_info(&model.name, &model.device, &model.dtype);
+    // Written before the model counts as loaded, so that `ready` implies the health service
+    // already says SERVING (a Watch opened right after it must not see the initial NOT_SERVING).
+    let status = serving_status(*health.borrow_and_update());
+    set_all(&reporter, status).await;
     let _ = cell.set(Loaded {
         engine,
         classify,
@@ -364,32 +360,37 @@ async fn load(
 }
 
 /// Mirrors the engine's health into the gRPC health service until shutdown, which then owns it.
+/// `load` wrote the status that `health` held when this starts.
 async fn report_health(
     mut health: watch::Receiver<Health>,
     reporter: HealthReporter,
     mut stopping: watch::Receiver<bool>,
 ) {
     loop {
-        let status = match *health.borrow_and_update() {
-            Health::Serving => ServingStatus::Serving,
-            Health::Stalled | Health::Stopped => ServingStatus::NotServing,
-        };
-        for service in SERVICES {
-            reporter.set_service_status(service, status).await;
-        }
         // Shutdown sets the flag before writing NOT_SERVING: one of the two writes it last.
         if *stopping.borrow() {
-            for service in SERVICES {
-                reporter
-                    .set_service_status(service, ServingStatus::NotServing)
-                    .await;
-            }
+            set_all(&reporter, ServingStatus::NotServing).await;
             return;
         }
         tokio::select! {
             changed = health.changed() => if changed.is_err() { return },
-            _ = stopping.changed() => {}
+            _ = stopping.changed() => continue,
         }
+        let status = serving_status(*health.borrow_and_update());
+        set_all(&reporter, status).await;
+    }
+}
+
+fn serving_status(health: Health) -> ServingStatus {
+    match health {
+        Health::Serving => ServingStatus::Serving,
+        Health::Stalled | Health::Stopped => ServingStatus::NotServing,
+    }
+}
+
+async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
+    for service in SERVICES {
+        reporter.set_service_status(service, status).await;
     }
 }
 
