@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 mod common;
+mod quantile;
+use quantile::quantile;
 
 use anyhow::{bail, Context};
 use clipd::clip::Clip;
@@ -179,16 +181,10 @@ async fn load(
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort();
-    let quantile = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
     LoadResult {
         requests_per_s: latencies.len() as f64 / elapsed,
-        p50: quantile(0.50),
-        p99: quantile(0.99),
+        p50: quantile(&latencies, 0.50).unwrap_or_default(),
+        p99: quantile(&latencies, 0.99).unwrap_or_default(),
         errors,
     }
 }

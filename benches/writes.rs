@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
+mod quantile;
 
 use anyhow::ensure;
 use clipd::ann::HnswSettings;
@@ -92,10 +93,7 @@ impl Latencies {
     }
 
     fn quantile(&self, q: f64) -> f64 {
-        match self.0.len() {
-            0 => f64::NAN,
-            n => self.0[((n - 1) as f64 * q).round() as usize],
-        }
+        quantile::quantile(&self.0, q).unwrap_or(f64::NAN)
     }
 }
 
