@@ -34,7 +34,7 @@ pub struct Settings {
 
 /// API keys, sent by clients as `authorization: Bearer KEY`. With none configured, every client
 /// is let in. Health and reflection are always open (probes).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// Keys for clipd.v1.Clip (Embed, Classify, Search, ...). Environment:
@@ -46,6 +46,30 @@ pub struct AuthSettings {
     /// mounted Kubernetes Secret.
     pub read_keys_file: Option<PathBuf>,
     pub write_keys_file: Option<PathBuf>,
+    /// How often the key files are read again (0: only at start-up), so that a rotated Secret
+    /// takes effect without a restart.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            read_keys: Vec::new(),
+            write_keys: Vec::new(),
+            read_keys_file: None,
+            write_keys_file: None,
+            reload_interval_ms: 30_000,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// None when the key files are not read again.
+    pub fn reload_interval(&self) -> Option<Duration> {
+        let files = self.read_keys_file.is_some() || self.write_keys_file.is_some();
+        (files && self.reload_interval_ms > 0)
+            .then(|| Duration::from_millis(self.reload_interval_ms))
+    }
 }
 
 /// TLS for gRPC (rustls); mutual TLS when a client CA is given.

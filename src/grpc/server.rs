@@ -143,9 +143,10 @@ impl RunningServer {
             settings: settings.clone(),
         })
         .max_decoding_message_size(max_message_bytes);
-        let keys = ApiKeys::load(&settings.auth)
-            .map_err(|e| ServeError::Security(e.to_string()))?
-            .map(Arc::new);
+        let keys = Arc::new(
+            ApiKeys::load(&settings.auth).map_err(|e| ServeError::Security(e.to_string()))?,
+        );
+        Arc::clone(&keys).keep_reloading(stopping_rx.clone());
         let clip = InterceptedService::new(clip, admit(keys.clone(), Access::Read));
         let collections = pb::collections_server::CollectionsServer::new(CollectionsService {
             loaded: loaded.clone(),
@@ -416,13 +417,11 @@ async fn snapshot_periodically(
 
 /// The interceptor of a service: its API keys (if any are configured), then the deadline stamp.
 fn admit(
-    keys: Option<Arc<ApiKeys>>,
+    keys: Arc<ApiKeys>,
     access: Access,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
     move |request| {
-        if let Some(keys) = &keys {
-            keys.check(request.metadata(), access)?;
-        }
+        keys.check(request.metadata(), access)?;
         deadline::stamp(request)
     }
 }

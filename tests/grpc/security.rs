@@ -27,14 +27,16 @@ async fn api_keys_guard_reads_and_writes_but_not_probes() {
     s.auth.read_keys = vec!["read-key".into()];
     let keys_file = scratch_dir("keys").join("write.keys");
     std::fs::write(&keys_file, "# writers\nwrite-key\n").unwrap();
-    s.auth.write_keys_file = Some(keys_file);
+    s.auth.write_keys_file = Some(keys_file.clone());
+    s.auth.reload_interval_ms = 50;
     let server = TestServer::start(s).await;
     let channel = channel(&server.server).await;
     let mut clip = ClipClient::new(channel.clone());
     let mut collections = CollectionsClient::new(channel.clone());
 
+    let reader = clip.clone();
     let embed_with = |key: Option<&'static str>| {
-        let mut clip = clip.clone();
+        let mut clip = reader.clone();
         async move {
             clip.embed(with_key(request(vec![text("hello")]), key))
                 .await
@@ -74,6 +76,26 @@ async fn api_keys_guard_reads_and_writes_but_not_probes() {
         .await
         .unwrap();
 
+    // A rotated key file takes effect without a restart.
+    std::fs::write(&keys_file, "rotated-key\n").unwrap();
+    eventually("the rotated key is accepted", || async {
+        embed_with(Some("rotated-key")).await.is_ok()
+    })
+    .await;
+    assert_eq!(
+        embed_with(Some("write-key")).await,
+        Err(Code::Unauthenticated)
+    );
+    assert_eq!(embed_with(Some("read-key")).await, Ok(()));
+    // Emptying the file revokes its keys; the inline read key still guards the door.
+    std::fs::write(&keys_file, "").unwrap();
+    eventually("the revoked key is refused", || async {
+        embed_with(Some("rotated-key")).await.is_err()
+    })
+    .await;
+    assert_eq!(embed_with(None).await, Err(Code::Unauthenticated));
+    assert_eq!(embed_with(Some("read-key")).await, Ok(()));
+
     // Probes need no key.
     let health = HealthClient::new(channel)
         .check(HealthCheckRequest {
@@ -82,6 +104,18 @@ async fn api_keys_guard_reads_and_writes_but_not_probes() {
         .await
         .unwrap();
     assert_eq!(health.into_inner().status(), ServingStatus::Serving);
+}
+
+/// Waits (30 s at most) until `done` says so.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, done: impl Fn() -> F) {
+    let start = std::time::Instant::now();
+    while !done().await {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "never: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A CA, a server certificate for localhost and 127.0.0.1, and a client certificate, as PEM.
