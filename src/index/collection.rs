@@ -109,7 +109,7 @@ impl Collection {
     ) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir(dir)?;
         manifest.write(dir)?;
-        let (wal, _) = Wal::open(&dir.join(WAL), manifest.dim).map_err(std::io::Error::other)?;
+        let (wal, _) = Wal::open(&dir.join(WAL), manifest.dim, 0).map_err(std::io::Error::other)?;
         let store = Store::new(manifest.dim, manifest.hnsw);
         Ok(Self::assemble(dir, manifest, settings, store, wal, 0, 0))
     }
@@ -132,7 +132,8 @@ impl Collection {
                 manifest.dim
             ));
         }
-        let (wal, replayed) = Wal::open(&dir.join(WAL), manifest.dim).map_err(|e| e.to_string())?;
+        let (wal, replayed) =
+            Wal::open(&dir.join(WAL), manifest.dim, lsn).map_err(|e| e.to_string())?;
         if replayed.torn_bytes > 0 {
             tracing::warn!(
                 collection = manifest.name,

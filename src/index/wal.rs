@@ -96,8 +96,10 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens (or creates) the log, reads every record and cuts off a torn last one.
-    pub fn open(path: &Path, dim: usize) -> Result<(Wal, Replayed), WalError> {
+    /// Opens (or creates) the log, reads every record and cuts off a torn last one. `after` is
+    /// the sequence number of the snapshot the log follows: records after a bad first one are
+    /// numbered from there.
+    pub fn open(path: &Path, dim: usize, after: u64) -> Result<(Wal, Replayed), WalError> {
         let io = |source| WalError::Io {
             path: path.to_owned(),
             source,
@@ -111,11 +113,12 @@ impl Wal {
             .map_err(io)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
-        let (records, good) = parse(&bytes, dim).map_err(|(offset, reason)| WalError::Corrupt {
-            path: path.to_owned(),
-            offset,
-            reason,
-        })?;
+        let (records, good) =
+            parse(&bytes, dim, after).map_err(|(offset, reason)| WalError::Corrupt {
+                path: path.to_owned(),
+                offset,
+                reason,
+            })?;
         let torn_bytes = bytes.len() as u64 - good;
         if torn_bytes > 0 {
             file.set_len(good).map_err(io)?;
@@ -194,7 +197,7 @@ fn checksum(lsn: u64, payload: &[u8]) -> u32 {
 }
 
 /// The records, and the length of the file up to the end of the last good one.
-fn parse(bytes: &[u8], dim: usize) -> Result<(Records, u64), (u64, String)> {
+fn parse(bytes: &[u8], dim: usize, after: u64) -> Result<(Records, u64), (u64, String)> {
     let mut records = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
@@ -204,7 +207,7 @@ fn parse(bytes: &[u8], dim: usize) -> Result<(Records, u64), (u64, String)> {
                 at += len;
             }
             Err(reason) => {
-                let last = records.last().map_or(0, |r: &(u64, Op)| r.0);
+                let last = records.last().map_or(after, |r: &(u64, Op)| r.0);
                 if valid_record_follows(&bytes[at + 1..], dim, last) {
                     return Err((at as u64, reason));
                 }
@@ -271,7 +274,12 @@ mod tests {
     }
 
     fn written(path: &Path) -> Vec<Op> {
-        let (mut wal, replayed) = Wal::open(path, 2).unwrap();
+        written_after(path, 0)
+    }
+
+    /// Three records numbered from `after + 1`, as after a snapshot at `after`.
+    fn written_after(path: &Path, after: u64) -> Vec<Op> {
+        let (mut wal, replayed) = Wal::open(path, 2, after).unwrap();
         assert_eq!(replayed.records.len(), 0);
         let ops = vec![
             upsert("a"),
@@ -279,7 +287,7 @@ mod tests {
             upsert("c"),
         ];
         for (lsn, op) in ops.iter().enumerate() {
-            wal.append(lsn as u64 + 1, op).unwrap();
+            wal.append(after + lsn as u64 + 1, op).unwrap();
         }
         ops
     }
@@ -288,7 +296,7 @@ mod tests {
     fn records_replay_in_order() {
         let path = dir("order").join("wal");
         let ops = written(&path);
-        let (_, replayed) = Wal::open(&path, 2).unwrap();
+        let (_, replayed) = Wal::open(&path, 2, 0).unwrap();
         let lsns: Vec<u64> = replayed.records.iter().map(|r| r.0).collect();
         assert_eq!(lsns, [1, 2, 3]);
         let replayed_ops: Vec<Op> = replayed.records.into_iter().map(|r| r.1).collect();
@@ -316,12 +324,12 @@ mod tests {
                     continue;
                 }
                 std::fs::write(&path, &bytes).unwrap();
-                let (mut wal, replayed) = Wal::open(&path, 2).unwrap();
+                let (mut wal, replayed) = Wal::open(&path, 2, 0).unwrap();
                 assert_eq!(replayed.records.len(), 2, "cut at {cut}");
                 assert_eq!(std::fs::metadata(&path).unwrap().len(), last as u64);
                 wal.append(3, &upsert("d")).unwrap();
                 drop(wal);
-                let (_, replayed) = Wal::open(&path, 2).unwrap();
+                let (_, replayed) = Wal::open(&path, 2, 0).unwrap();
                 assert_eq!(replayed.records.len(), 3, "appending after a cut at {cut}");
             }
         }
@@ -334,7 +342,19 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[HEADER + 3] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        let e = Wal::open(&path, 2).err().expect("corrupt");
+        let e = Wal::open(&path, 2, 0).err().expect("corrupt");
+        assert!(e.to_string().contains("corrupt record at byte 0"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_first_record_after_a_late_snapshot_is_corruption() {
+        let path = dir("corrupt-late").join("wal");
+        let after = 1_000_000;
+        written_after(&path, after);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER + 3] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = Wal::open(&path, 2, after).err().expect("corrupt");
         assert!(e.to_string().contains("corrupt record at byte 0"), "{e}");
     }
 
@@ -342,10 +362,10 @@ mod tests {
     fn clear_empties_the_log() {
         let path = dir("clear").join("wal");
         written(&path);
-        let (mut wal, _) = Wal::open(&path, 2).unwrap();
+        let (mut wal, _) = Wal::open(&path, 2, 0).unwrap();
         wal.clear().unwrap();
         wal.append(9, &upsert("z")).unwrap();
-        let (_, replayed) = Wal::open(&path, 2).unwrap();
+        let (_, replayed) = Wal::open(&path, 2, 0).unwrap();
         assert_eq!(replayed.records.len(), 1);
         assert_eq!(replayed.records[0].0, 9);
     }
