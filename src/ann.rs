@@ -13,7 +13,7 @@ pub use flat::{reserve_in_huge_pages, FlatGraph};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HnswSettings {
-    /// Links per node (hnsw_rs's max_nb_connection): 4 to 256.
+    /// Links per node (hnsw_rs's max_nb_connection): 4 to 255.
     pub m: usize,
     /// Candidates considered while inserting.
     pub ef_construction: usize,
@@ -32,10 +32,12 @@ impl Default for HnswSettings {
 }
 
 impl HnswSettings {
-    /// What is wrong with the parameters, if anything: hnsw_rs exits the process for m > 256.
+    /// What is wrong with the parameters, if anything. hnsw_rs exits the process for m > 256,
+    /// and its dump keeps m in one byte: a graph with m 256 reloads with m 0 and links nothing
+    /// inserted after a restart.
     pub fn problem(&self) -> Option<String> {
-        if !(4..=256).contains(&self.m) {
-            return Some(format!("m is {}; it must be 4 to 256", self.m));
+        if !(4..=255).contains(&self.m) {
+            return Some(format!("m is {}; it must be 4 to 255", self.m));
         }
         if !(self.m..=MAX_EF).contains(&self.ef_construction) {
             return Some(format!(

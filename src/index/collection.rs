@@ -44,7 +44,12 @@ impl Manifest {
         let path = dir.join(MANIFEST);
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        match manifest.hnsw.problem() {
+            Some(problem) => Err(format!("{}: {problem}", path.display())),
+            None => Ok(manifest),
+        }
     }
 
     fn write(&self, dir: &Path) -> std::io::Result<()> {
@@ -499,6 +504,17 @@ mod tests {
             .into_iter()
             .map(|h| h.id)
             .collect()
+    }
+
+    #[test]
+    fn a_manifest_with_unusable_hnsw_settings_is_refused() {
+        let dir = dir("manifest-m");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut bad = manifest();
+        bad.hnsw.m = 256;
+        bad.write(&dir).unwrap();
+        let e = Manifest::read(&dir).unwrap_err();
+        assert!(e.ends_with("m is 256; it must be 4 to 255"), "{e}");
     }
 
     #[test]

@@ -681,9 +681,9 @@ async fn bad_collection_and_search_requests_are_refused_clearly() {
         "ef_construction is 4294967295",
     );
     refused(
-        c.create_collection(create_named("big-m", 300)).await,
+        c.create_collection(create_named("big-m", 256)).await,
         Code::InvalidArgument,
-        "m is 300",
+        "m is 256",
     );
     refused(
         c.drop_collection(pb::DropCollectionRequest {
