@@ -50,6 +50,27 @@ fn invalid(message: String) -> IndexError {
     IndexError::InvalidRequest(message)
 }
 
+/// The ids of a Delete or GetItems: at least one, at most `max`, each a possible item id.
+fn checked_ids(ids: &[String], max: usize) -> Result<(), IndexError> {
+    if ids.is_empty() {
+        return Err(invalid("the request has no ids".into()));
+    }
+    if ids.len() > max {
+        return Err(invalid(format!(
+            "the request has {} ids; the limit is {max}",
+            ids.len()
+        )));
+    }
+    let problem = ids
+        .iter()
+        .enumerate()
+        .find_map(|(i, id)| index::id_problem(id).map(|p| (i, p)));
+    match problem {
+        Some((i, problem)) => Err(invalid(format!("id {i}: {problem}"))),
+        None => Ok(()),
+    }
+}
+
 fn info(info: Info) -> pb::CollectionInfo {
     let m = info.manifest;
     pb::CollectionInfo {
@@ -379,14 +400,7 @@ impl pb::collections_server::Collections for CollectionsService {
         let loaded = self.loaded()?;
         let r = request.into_inner();
         let collection = loaded.collections.get(&r.collection)?;
-        let max = loaded.engine.max_inputs_per_request();
-        if r.ids.len() > max {
-            return Err(invalid(format!(
-                "the request has {} ids; the limit is {max}",
-                r.ids.len()
-            ))
-            .into());
-        }
+        checked_ids(&r.ids, loaded.engine.max_inputs_per_request())?;
         let deleted = blocking(move || collection.delete(r.ids)).await?;
         Ok(Response::new(pb::DeleteResponse {
             deleted: deleted as u32,
@@ -399,14 +413,7 @@ impl pb::collections_server::Collections for CollectionsService {
     ) -> Result<Response<pb::GetItemsResponse>, Status> {
         let loaded = self.loaded()?;
         let r = request.into_inner();
-        if r.ids.len() > index::MAX_GET_IDS {
-            return Err(invalid(format!(
-                "the request has {} ids; the limit is {}",
-                r.ids.len(),
-                index::MAX_GET_IDS
-            ))
-            .into());
-        }
+        checked_ids(&r.ids, index::MAX_GET_IDS)?;
         let collection = loaded.collections.get(&r.collection)?;
         let found = blocking(move || Ok(collection.get(&r.ids))).await?;
         let items = found

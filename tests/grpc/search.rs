@@ -760,11 +760,28 @@ async fn bad_collection_and_search_requests_are_refused_clearly() {
             words,
         );
     }
-    assert_eq!(
-        info(&mut c, "good").await.count,
-        1,
-        "nothing of a refused request was written"
-    );
+    let bad_ids: Vec<(Vec<String>, &str)> = vec![
+        (vec![], "no ids"),
+        (vec!["a".into(), "".into()], "id 1: the id is empty"),
+        (vec!["x".repeat(1025)], "id 0: the id is 1025 bytes"),
+        ((0..2000).map(|i| i.to_string()).collect(), "2000 ids"),
+    ];
+    for (ids, words) in bad_ids {
+        let delete = pb::DeleteRequest {
+            collection: "good".into(),
+            ids: ids.clone(),
+        };
+        refused(c.delete(delete).await, Code::InvalidArgument, words);
+        let get = pb::GetItemsRequest {
+            collection: "good".into(),
+            ids,
+            with_vectors: false,
+        };
+        refused(c.get_items(get).await, Code::InvalidArgument, words);
+    }
+    let good = info(&mut c, "good").await;
+    assert_eq!(good.count, 1, "nothing of a refused request was written");
+    assert_eq!(good.unsnapshotted_writes, 1, "nor logged");
 
     let vq = |values: Vec<f32>| Query::Vector(pb::Vector { values });
     let cases = vec![
