@@ -339,9 +339,15 @@ async fn ingest_batch(
     Ok(outcome)
 }
 
-/// An error that one of a request's items may have caused.
+/// An error that one of a request's items may have caused: a bad item, or a batch the model
+/// failed on. A collection whose storage failed (a full disk) fails every item alike: sending
+/// them one by one would only report the whole folder as failed.
 fn item_failure(status: &Status) -> bool {
-    matches!(status.code(), Code::InvalidArgument | Code::Internal)
+    match status.code() {
+        Code::InvalidArgument => true,
+        Code::Internal => !status.message().contains("storage failed"),
+        _ => false,
+    }
 }
 
 fn item(id: String, bytes: Vec<u8>, extra: &[(String, String)]) -> pb::Item {
@@ -386,6 +392,16 @@ mod tests {
             path: id.into(),
             size,
         }
+    }
+
+    #[test]
+    fn a_storage_failure_is_not_blamed_on_an_item() {
+        let storage = Status::from(crate::error::IndexError::Storage("c".into()));
+        assert!(!item_failure(&storage), "{storage:?}");
+        let model = Status::from(crate::error::IndexError::Failed("embedding"));
+        assert!(item_failure(&model));
+        assert!(item_failure(&Status::invalid_argument("item 0: bad")));
+        assert!(!item_failure(&Status::unavailable("shutting down")));
     }
 
     #[test]
