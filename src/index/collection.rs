@@ -397,9 +397,10 @@ impl Collection {
         Ok(true)
     }
 
-    /// Refuses every later write; the caller removes the directory.
-    pub fn mark_dropped(&self) {
-        self.writer().dropped = true;
+    /// Refuses every later write (or takes writes again: the drop failed); the caller removes
+    /// the directory.
+    pub fn set_dropped(&self, dropped: bool) {
+        self.writer().dropped = dropped;
     }
 }
 

@@ -189,19 +189,27 @@ impl Registry {
             return Err(IndexError::UnknownCollection(name.to_owned()));
         };
         // Waits for a write or a snapshot in progress; later ones are refused.
-        if let Entry::Open(collection) = &entry {
-            collection.mark_dropped();
-        }
+        let set_dropped = |dropped| {
+            if let Entry::Open(collection) = &entry {
+                collection.set_dropped(dropped);
+            }
+        };
+        set_dropped(true);
         let dir = self.root.join(name);
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let doomed = self.root.join(format!("{DROPPING}{name}-{stamp}"));
-        let removed = std::fs::rename(&dir, &doomed)
-            .and_then(|()| sync_dir(&self.root))
-            .and_then(|()| std::fs::remove_dir_all(&doomed));
+        if let Err(e) = std::fs::rename(&dir, &doomed) {
+            // Under its own name the collection would open again at the next start: it stays.
+            tracing::error!(collection = name, error = %e, "cannot drop the collection");
+            set_dropped(false);
+            self.entries.write().insert(name.to_owned(), entry);
+            return Err(IndexError::Storage(name.to_owned()));
+        }
+        let removed = sync_dir(&self.root).and_then(|()| std::fs::remove_dir_all(&doomed));
         if let Err(e) = removed {
-            // It is gone from the server either way; a left-over directory goes at next start.
+            // A directory left under the dropping name is removed at the next start.
             tracing::error!(collection = name, error = %e, "cannot remove the collection's files");
         }
         tracing::info!(collection = name, "dropped collection");
