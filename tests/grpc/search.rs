@@ -157,7 +157,7 @@ async fn the_demo_model_finds_pictures_by_text_and_by_image() {
     assert!(written.timing.is_some());
     assert_eq!(info(&mut c, "shapes").await.count, 96);
 
-    let (mut by_text, mut by_image, mut to_caption) = (0, 0, 0);
+    let (mut by_text, mut by_image, mut to_caption, mut unfiltered) = (0, 0, 0, 0);
     let top_label = |found: &pb::SearchResponse, kind: &str| {
         assert!(found.hits.iter().all(|h| h.metadata["kind"] == kind));
         found.hits[0].metadata["label"].clone()
@@ -168,6 +168,11 @@ async fn the_demo_model_finds_pictures_by_text_and_by_image() {
         let found = search(&mut server.client, request).await.unwrap();
         assert_eq!(found.hits.len(), 3);
         by_text += usize::from(&top_label(&found, "picture") == label);
+        // Filters this wide are answered by a scan: without one, the graph answers.
+        let request = search_request("shapes", Query::Text(format!("a {label}")), 3, &[]);
+        let found = search(&mut server.client, request).await.unwrap();
+        assert!(!found.exact, "an unfiltered search walks the graph");
+        unfiltered += usize::from(&found.hits[0].metadata["label"] == label);
 
         let q = || Query::Image(png(&scenes[0], 80).into());
         let request = search_request("shapes", q(), 1, &[("kind", "picture")]);
@@ -180,6 +185,7 @@ async fn the_demo_model_finds_pictures_by_text_and_by_image() {
     // The demo model classifies about 9 in 10 fresh pictures right (a small model); a broken
     // search path would score near chance, 1 in 24.
     assert!(by_text >= 20, "text -> picture: {by_text}/24 right");
+    assert!(unfiltered >= 20, "text -> anything: {unfiltered}/24 right");
     assert!(by_image >= 20, "picture -> picture: {by_image}/24 right");
     assert!(
         to_caption >= 20,
