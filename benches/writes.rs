@@ -155,6 +155,7 @@ fn main() -> anyhow::Result<()> {
         model: "bench".into(),
         dim: args.dim,
         hnsw: HnswSettings::default(),
+        probe: None,
     };
     let settings = Arc::new(IndexSettings::default());
     let collection = Collection::create(&dir, manifest, settings)?;

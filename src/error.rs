@@ -179,7 +179,8 @@ pub enum IndexError {
     TooManyCollections(usize),
     #[error(
         "collection {name:?} holds embeddings of {model} ({dim} values); the server runs \
-         {loaded} ({loaded_dim} values): serve it with that model, or drop it"
+         {loaded} ({loaded_dim} values), which embeds differently: serve the collection with the \
+         model that made it, or drop it"
     )]
     OtherModel {
         name: String,

@@ -57,6 +57,9 @@ pub struct ModelDescription {
     /// exp of the checkpoint's `logit_scale`: what CLIP multiplies cosine similarities by before
     /// a softmax (100 for OpenAI's models).
     pub logit_scale: f32,
+    /// The embedding of `index::PROBE_TEXT`, made while loading: what tells this checkpoint's
+    /// collections from another's (see `index::ModelIdentity`).
+    pub probe: Vec<f32>,
 }
 
 /// Whether the model thread can take work.
@@ -444,6 +447,11 @@ fn describe(clip: &Clip) -> ModelDescription {
         device,
         dtype: clip.model.dtype.to_string(),
         logit_scale: clip.model.logit_scale(),
+        probe: clip
+            .embed_texts(&[crate::index::PROBE_TEXT])
+            .expect("the probe text fits any tokenizer")
+            .remove(0)
+            .values,
     }
 }
 

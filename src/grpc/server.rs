@@ -25,7 +25,7 @@ use crate::classify::Classify;
 use crate::config::Settings;
 use crate::engine::{Engine, EngineSettings, Health, ModelSpec};
 use crate::error::LoadError;
-use crate::index::Registry;
+use crate::index::{ModelIdentity, Registry};
 use crate::model_source::Locations;
 use crate::telemetry;
 
@@ -327,12 +327,16 @@ async fn load(
         .await
         .map_err(|e| LoadError::Classifiers(e.to_string()))?;
     let index = settings.index.clone();
-    let (model, dim) = {
+    let identity = {
         let d = engine.description();
-        (d.name.clone(), d.dim)
+        ModelIdentity {
+            name: d.name.clone(),
+            dim: d.dim,
+            probe: d.probe.clone(),
+        }
     };
     let dir = index.data_dir.clone();
-    let collections = tokio::task::spawn_blocking(move || Registry::open(index, &model, dim))
+    let collections = tokio::task::spawn_blocking(move || Registry::open(index, identity))
         .await
         .map_err(|e| LoadError::Thread(e.to_string()))?
         .map_err(|source| LoadError::Collections { dir, source })?;

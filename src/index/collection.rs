@@ -37,6 +37,9 @@ pub struct Manifest {
     pub model: String,
     pub dim: usize,
     pub hnsw: HnswSettings,
+    /// The model's embedding of `PROBE_TEXT` (absent in collections made before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Vec<f32>>,
 }
 
 impl Manifest {
@@ -477,6 +480,7 @@ mod tests {
             model: "m".into(),
             dim: DIM,
             hnsw: HnswSettings::default(),
+            probe: None,
         }
     }
 

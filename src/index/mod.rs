@@ -3,12 +3,14 @@
 
 mod codec;
 mod collection;
+mod identity;
 mod registry;
 mod snapshot;
 mod store;
 mod wal;
 
 pub use collection::{Collection, Info, Manifest, Search, Target};
+pub use identity::{ModelIdentity, PROBE_TEXT};
 pub use registry::{name_problem, Listed, Registry};
 pub use store::{Found, Hit, Item, Metadata};
 

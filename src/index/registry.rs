@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use parking_lot::RwLock;
 
 use super::collection::{Collection, Info, Manifest};
+use super::identity::ModelIdentity;
 use crate::ann::HnswSettings;
 use crate::config::IndexSettings;
 use crate::error::IndexError;
@@ -26,15 +27,15 @@ enum Entry {
 
 impl Entry {
     /// Why a closed collection is not served.
-    fn refusal(&self, name: &str, model: &str, dim: usize) -> Option<IndexError> {
+    fn refusal(&self, name: &str, model: &ModelIdentity) -> Option<IndexError> {
         match self {
             Entry::Open(_) => None,
             Entry::OtherModel(manifest) => Some(IndexError::OtherModel {
                 name: name.to_owned(),
                 model: manifest.model.clone(),
                 dim: manifest.dim,
-                loaded: model.to_owned(),
-                loaded_dim: dim,
+                loaded: model.name.clone(),
+                loaded_dim: model.dim,
             }),
             Entry::Unopened(_, reason) => Some(IndexError::Unopened {
                 name: name.to_owned(),
@@ -48,8 +49,7 @@ impl Entry {
 pub struct Registry {
     root: PathBuf,
     settings: Arc<IndexSettings>,
-    model: String,
-    dim: usize,
+    model: ModelIdentity,
     /// Read by every search and write; parking_lot's lock, for the reason the collection's store
     /// uses it: std's can keep a waiting writer out while reads come one after another.
     entries: RwLock<BTreeMap<String, Entry>>,
@@ -66,7 +66,7 @@ pub enum Listed {
 impl Registry {
     /// Opens every collection under `<data_dir>/collections`. One that cannot be opened (another
     /// model's, or damaged) is logged and kept closed: requests naming it get the reason.
-    pub fn open(settings: IndexSettings, model: &str, dim: usize) -> std::io::Result<Self> {
+    pub fn open(settings: IndexSettings, model: ModelIdentity) -> std::io::Result<Self> {
         let root = settings.data_dir.join("collections");
         std::fs::create_dir_all(&root)?;
         let settings = Arc::new(settings);
@@ -84,8 +84,8 @@ impl Registry {
                 tracing::warn!(path = %path.display(), "not a collection; left alone");
                 continue;
             }
-            let entry = open_one(&path, &settings, model, dim);
-            if let Some(e) = entry.refusal(&name, model, dim) {
+            let entry = open_one(&path, &settings, &model);
+            if let Some(e) = entry.refusal(&name, &model) {
                 tracing::error!(collection = name, error = %e, "collection not served");
             }
             entries.insert(name, entry);
@@ -93,8 +93,7 @@ impl Registry {
         Ok(Self {
             root,
             settings,
-            model: model.to_owned(),
-            dim,
+            model,
             entries: RwLock::new(entries),
             admin: Mutex::new(()),
         })
@@ -107,9 +106,7 @@ impl Registry {
     pub fn get(&self, name: &str) -> Result<Arc<Collection>, IndexError> {
         match self.entries.read().get(name) {
             Some(Entry::Open(collection)) => Ok(Arc::clone(collection)),
-            Some(closed) => Err(closed
-                .refusal(name, &self.model, self.dim)
-                .expect("a closed entry")),
+            Some(closed) => Err(closed.refusal(name, &self.model).expect("a closed entry")),
             None => Err(IndexError::UnknownCollection(name.to_owned())),
         }
     }
@@ -147,9 +144,10 @@ impl Registry {
         }
         let manifest = Manifest {
             name: name.to_owned(),
-            model: self.model.clone(),
-            dim: self.dim,
+            model: self.model.name.clone(),
+            dim: self.model.dim,
             hnsw,
+            probe: Some(self.model.probe.clone()),
         };
         // Built under a temporary name and renamed: a directory with a collection's name always
         // holds a whole collection.
@@ -226,7 +224,7 @@ impl Registry {
                     Entry::OtherModel(manifest) => Listed::Closed(
                         Some(manifest.clone()),
                         entry
-                            .refusal(name, &self.model, self.dim)
+                            .refusal(name, &self.model)
                             .expect("closed")
                             .to_string(),
                     ),
@@ -269,12 +267,12 @@ impl Registry {
     }
 }
 
-fn open_one(path: &Path, settings: &Arc<IndexSettings>, model: &str, dim: usize) -> Entry {
+fn open_one(path: &Path, settings: &Arc<IndexSettings>, model: &ModelIdentity) -> Entry {
     let manifest = match Manifest::read(path) {
         Ok(m) => m,
         Err(reason) => return Entry::Unopened(None, reason),
     };
-    if manifest.model != model || manifest.dim != dim {
+    if !model.made(&manifest.model, manifest.dim, manifest.probe.as_deref()) {
         return Entry::OtherModel(manifest);
     }
     match Collection::open(path, manifest.clone(), Arc::clone(settings)) {

@@ -910,3 +910,72 @@ async fn a_collection_of_another_model_is_refused_until_dropped() {
     .unwrap();
     create(&mut c, "demo-made").await;
 }
+
+/// A copy of a fixture checkpoint in `dir`; `scrambled`: its weights in reverse order (another
+/// model of the same shapes).
+fn checkpoint_copy(model: &str, dir: &std::path::Path, scrambled: bool) -> std::path::PathBuf {
+    let from = crate::common::model_dir(model);
+    std::fs::create_dir_all(dir).unwrap();
+    for file in ["config.json", "preprocessor_config.json", "tokenizer.json"] {
+        std::fs::copy(from.join(file), dir.join(file)).unwrap();
+    }
+    let mut weights = std::fs::read(from.join("model.safetensors")).unwrap();
+    if scrambled {
+        let header = 8 + u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+        // f16 values: reversing whole values keeps every one of them finite.
+        let values = &mut weights[header..];
+        assert_eq!(values.len() % 2, 0);
+        let mut halves: Vec<[u8; 2]> = values.chunks(2).map(|c| [c[0], c[1]]).collect();
+        halves.reverse();
+        values.copy_from_slice(&halves.concat());
+    }
+    std::fs::write(dir.join("model.safetensors"), weights).unwrap();
+    dir.to_owned()
+}
+
+/// A checkpoint is known by what it embeds, not by its directory's name: another checkpoint
+/// mounted at the same path is refused, the same one under another name is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collections_know_their_checkpoint_by_its_embeddings_not_its_path() {
+    let mounts = scratch_dir("mounts");
+    let mounted = mounts.join("a").join("models");
+    let mut s = settings("tiny-a");
+    s.model.source = Some(checkpoint_copy("tiny-a", &mounted, false));
+    let server = TestServer::start(s.clone()).await;
+    let mut c = collections(&server).await;
+    let dim = create(&mut c, "made-by-a").await.dim as usize;
+    upsert(
+        &mut c,
+        "made-by-a",
+        vec![item("x", vector(vec![0.5; dim]), &[])],
+    )
+    .await
+    .unwrap();
+    server.server.shutdown().await.unwrap();
+
+    let mut renamed = s.clone();
+    renamed.model.source = Some(checkpoint_copy("tiny-a", &mounts.join("elsewhere"), false));
+    let server = TestServer::start(renamed).await;
+    let mut c = collections(&server).await;
+    assert_eq!(
+        info(&mut c, "made-by-a").await.count,
+        1,
+        "same weights, other name"
+    );
+    server.server.shutdown().await.unwrap();
+
+    checkpoint_copy("tiny-a", &mounted, true);
+    let server = TestServer::start(s).await;
+    let mut c = collections(&server).await;
+    let refused = c
+        .get_collection(pb::GetCollectionRequest {
+            name: "made-by-a".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains("embeds differently"),
+        "{refused:?}"
+    );
+}
