@@ -63,6 +63,7 @@ VALUE_SETS = {
     # Everything on: persistent collections, API keys, mutual TLS, monitoring, scaling, policies.
     "full": {
         "replicaCount": 2,
+        "resources": {"requests": {"cpu": "2", "memory": "8Gi"}},
         "persistence": {"enabled": True, "size": "50Gi", "storageClass": "ssd"},
         "auth": {"enabled": True, "readKeys": [READ_KEY], "writeKeys": [WRITE_KEY]},
         "tls": {"enabled": True, "clientAuth": True, "cert": FAKE_CERT, "key": FAKE_KEY,
@@ -81,6 +82,7 @@ VALUE_SETS = {
         "config": {
             "classify": {"cache_bytes": 67108864},
             "index": {"snapshot_interval_s": 60},
+            "auth": {"reload_interval_ms": 10000},
             "classifiers": {"moderation": {
                 "labels": ["a safe, everyday photo", "nudity", "graphic violence"],
                 "template_set": "imagenet",
@@ -232,7 +234,8 @@ class Renders(unittest.TestCase):
             self.assertIn("/cache", mounts)
             self.assertIn("/tmp", mounts)
             for section in ("auth", "tls"):
-                for key, path in settings.get(section, {}).items():
+                files = {k: v for k, v in settings.get(section, {}).items() if k.endswith("_file")}
+                for key, path in files.items():
                     mount = mounts[str(Path(path).parent)]
                     self.assertTrue(mount["readOnly"])
                     secret = volumes[mount["name"]]["secret"]
@@ -360,7 +363,8 @@ class Renders(unittest.TestCase):
         docs = self.docs["full"]
         settings, _ = clipd_settings(docs)
         self.assertEqual(settings["auth"], {"read_keys_file": "/etc/clipd/auth/read.keys",
-                                            "write_keys_file": "/etc/clipd/auth/write.keys"})
+                                            "write_keys_file": "/etc/clipd/auth/write.keys",
+                                            "reload_interval_ms": 10000})
         self.assertEqual(settings["tls"], {"cert_file": "/etc/clipd/tls/tls.crt",
                                            "key_file": "/etc/clipd/tls/tls.key",
                                            "client_ca_file": "/etc/clipd/tls/ca.crt"})
@@ -409,6 +413,8 @@ class Renders(unittest.TestCase):
                        "clipd_index_items", "clipd_search_duration_seconds_bucket",
                        "clipd_build_info"):
             self.assertIn(metric, exprs)
+        self.assert_promql_parses([t["expr"] for p in board["panels"]
+                                   for t in p.get("targets", [])])
 
         self.assertEqual(one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"], 1)
         policy = one(docs, "NetworkPolicy")
@@ -421,6 +427,21 @@ class Renders(unittest.TestCase):
         self.assertEqual(test_pod["spec"]["volumes"][0]["secret"]["secretName"], "clipd-test-client")
         self.assertIn("-tls-client-cert=/etc/clipd-test/tls/tls.crt", test_pod["spec"]["containers"][0]["args"])
         self.assertIn("own collections", self.rendered["full"]["clipd/templates/NOTES.txt"])
+
+    def assert_promql_parses(self, exprs):
+        """`promtool check rules` on the queries, Grafana's variables filled in."""
+        fill = {"$namespace": ".*", "$job": ".*", "$__rate_interval": "1m"}
+        rules = []
+        for i, expr in enumerate(exprs):
+            for variable, value in fill.items():
+                expr = expr.replace(variable, value)
+            rules.append({"record": f"clipd:dashboard_query_{i}", "expr": expr})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "rules.yaml"
+            path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+            checked = subprocess.run(["promtool", "check", "rules", str(path)],
+                                     capture_output=True, text=True)
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
 
     def test_pvc_model(self):
         docs = self.docs["pvc_model"]
@@ -531,7 +552,15 @@ class Refusals(unittest.TestCase):
         "two model sources": ({"model": {"source": "openai/clip-vit-base-patch32",
                                          "existingClaim": "m"}}, "not both"),
         "subPath without claim": ({"model": {"subPath": "x"}}, "model.subPath needs"),
-        "config.auth by hand": ({"config": {"auth": {"read_keys_file": "/x"}}}, "config.auth"),
+        "config.auth by hand": ({"config": {"auth": {"read_keys_file": "/x"}}},
+                                "config.auth.read_keys_file"),
+        "CPU autoscaling without a CPU request": (
+            {"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": 70}},
+            "resources.requests.cpu"),
+        "memory autoscaling without a memory request": (
+            {"autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 70},
+             "resources": {"requests": {"cpu": "1"}}},
+            "resources.requests.memory"),
     }
 
     def test_refusals(self):
@@ -540,6 +569,15 @@ class Refusals(unittest.TestCase):
                 with self.assertRaises(helm.HelmError) as caught:
                     render(values)
                 self.assertIn(message, str(caught.exception))
+
+
+class Disruptions(unittest.TestCase):
+    def test_min_available_zero_is_kept(self):
+        """0 is a value (drains never wait), not a missing one."""
+        for given, rendered in ((0, 0), (None, 1), (2, 2)):
+            values = {"podDisruptionBudget": {"enabled": True, "minAvailable": given}}
+            pdb = one(documents(render(values)), "PodDisruptionBudget")
+            self.assertEqual(pdb["spec"]["minAvailable"], rendered, given)
 
 
 class KubernetesSchemas(unittest.TestCase):

@@ -145,8 +145,17 @@ addresses, data directory, model, file paths of the mounted Secrets). Never key 
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
 {{- end }}
-{{- if and (hasKey (.Values.config | default dict) "auth") (not .Values.auth.enabled) }}
-{{- fail "config.auth: use the chart's auth section (keys are mounted from a Secret)" }}
+{{- range $key, $_ := (.Values.config | default dict).auth }}
+{{- if ne $key "reload_interval_ms" }}
+{{- fail (printf "config.auth.%s: use the chart's auth section (keys are mounted from a Secret); config.auth takes only reload_interval_ms" $key) }}
+{{- end }}
+{{- end }}
+{{- if .Values.autoscaling.enabled }}
+{{- range $resource := list "cpu" "memory" }}
+{{- if and (get $.Values.autoscaling (printf "target%sUtilizationPercentage" (title $resource | replace "Cpu" "CPU"))) (not (dig "requests" $resource "" ($.Values.resources | default dict))) }}
+{{- fail (printf "autoscaling on %s utilisation needs resources.requests.%s (utilisation is measured against the request)" $resource $resource) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and (hasKey (.Values.config | default dict) "tls") (not .Values.tls.enabled) }}
 {{- fail "config.tls: use the chart's tls section (keys are mounted from a Secret)" }}
