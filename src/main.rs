@@ -303,26 +303,41 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let settings = settings(args)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let mut stop = StopSignals::install()?;
         let mut server = RunningServer::start(settings, locations_from_env()).await?;
         tokio::select! {
             ready = server.ready() => { ready?; }
-            () = stop_signal() => return Ok(()),
+            () = stop.recv() => return Ok(()),
         }
         tracing::info!(addr = %server.addr(), "serving");
-        stop_signal().await;
+        stop.recv().await;
         tracing::info!("stopping: finishing the requests in flight");
         server.shutdown().await?;
         Ok(())
     })
 }
 
-/// SIGINT or SIGTERM (what Kubernetes sends).
-async fn stop_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGINT and SIGTERM (what Kubernetes sends), listened for from start-up to exit: one that
+/// arrives while nothing waits for it is kept for the next `recv`, never lost.
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
 
