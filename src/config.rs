@@ -39,8 +39,10 @@ pub struct Settings {
 pub struct AuthSettings {
     /// Keys for clipd.v1.Clip (Embed, Classify, Search, ...). Environment:
     /// CLIPD__AUTH__READ_KEYS=key1,key2.
+    #[serde(deserialize_with = "one_or_more_keys")]
     pub read_keys: Vec<String>,
     /// Keys for clipd.v1.Collections (writes); they are good for Clip too.
+    #[serde(deserialize_with = "one_or_more_keys")]
     pub write_keys: Vec<String>,
     /// Files with more keys, one per line (blank lines and lines starting with # skipped): a
     /// mounted Kubernetes Secret.
@@ -60,6 +62,24 @@ impl Default for AuthSettings {
             write_keys_file: None,
             reload_interval_ms: 30_000,
         }
+    }
+}
+
+/// A list of keys, or one key as a string. Anything else is refused without quoting the value
+/// (the config crate's own type errors do, and this one is a secret).
+fn one_or_more_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Keys {
+        One(String),
+        More(Vec<String>),
+    }
+    match Keys::deserialize(d) {
+        Ok(Keys::One(key)) => Ok(vec![key]),
+        Ok(Keys::More(keys)) => Ok(keys),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a key or a list of keys (strings)",
+        )),
     }
 }
 
@@ -748,6 +768,27 @@ mod tests {
         let reread: Settings = toml::from_str(&shown).unwrap();
         assert_eq!(reread.model.source, Some(PathBuf::from("007")));
         assert_eq!(reread.batching, s.batching);
+    }
+
+    #[test]
+    fn a_key_of_the_wrong_type_is_refused_without_being_quoted() {
+        let file = write("one-key.toml", "[auth]\nread_keys = \"s3cret\"\n");
+        let s = Settings::load_with_env(Some(&file), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s.auth.read_keys, ["s3cret"]);
+        std::fs::remove_file(file).unwrap();
+        for value in [
+            "{ key = \"s3cret\" }",
+            "[\"s3cret\", 9876543210]",
+            "9876543210",
+        ] {
+            let file = write("bad-key.toml", &format!("[auth]\nwrite_keys = {value}\n"));
+            let e = Settings::load_with_env(Some(&file), env(&[]), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("expected a key or a list of keys"), "{e}");
+            assert!(!e.contains("s3cret") && !e.contains("9876543210"), "{e}");
+            std::fs::remove_file(file).unwrap();
+        }
     }
 
     #[test]

@@ -88,9 +88,10 @@ fn read_digests(settings: &AuthSettings) -> Result<Option<Digests>, KeyFileError
     if read.is_empty() && write.is_empty() {
         return Ok(None);
     }
+    // Compared as the server compares what clients send: trimmed.
     Ok(Some(Digests {
-        read: read.iter().map(|k| digest(k)).collect(),
-        write: write.iter().map(|k| digest(k)).collect(),
+        read: read.iter().map(|k| digest(k.trim())).collect(),
+        write: write.iter().map(|k| digest(k.trim())).collect(),
     }))
 }
 
@@ -177,10 +178,12 @@ impl ApiKeys {
         let Some(digests) = &*digests else {
             return Ok(());
         };
+        // The scheme's name is case-insensitive (RFC 7235).
         let Some(given) = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.split_once(' '))
+            .and_then(|(scheme, key)| scheme.eq_ignore_ascii_case("bearer").then_some(key))
         else {
             return Err(Status::unauthenticated(
                 "an API key is required: send the metadata `authorization: Bearer KEY`",
@@ -213,7 +216,7 @@ mod tests {
 
     fn keys() -> ApiKeys {
         let settings = AuthSettings {
-            read_keys: vec!["reader".into()],
+            read_keys: vec![" reader ".into()],
             write_keys: vec!["writer".into()],
             ..AuthSettings::default()
         };
@@ -234,6 +237,11 @@ mod tests {
         let code = |value, access| k.check(&with(value), access).map_err(|s| s.code());
         use tonic::Code::{PermissionDenied, Unauthenticated};
         assert_eq!(code(Some("Bearer reader"), Access::Read), Ok(()));
+        assert_eq!(code(Some("bearer reader"), Access::Read), Ok(()));
+        assert_eq!(
+            code(Some("Basic reader"), Access::Read),
+            Err(Unauthenticated)
+        );
         assert_eq!(code(Some("Bearer writer"), Access::Read), Ok(()));
         assert_eq!(code(Some("Bearer writer"), Access::Write), Ok(()));
         assert_eq!(
