@@ -479,8 +479,36 @@ impl Settings {
         };
         self.model_options()?;
         let (b, l, s) = (&self.batching, &self.limits, &self.server);
-        if b.max_batch_size == 0 {
-            return invalid("batching.max_batch_size", "must be at least 1");
+        let (c, i) = (&self.classify, &self.index);
+        // Each of these at 0 would refuse every request of its kind.
+        let counts = [
+            ("batching.max_batch_size", b.max_batch_size as u64),
+            ("batching.stall_timeout_ms", b.stall_timeout_ms),
+            (
+                "limits.max_inputs_per_request",
+                l.max_inputs_per_request as u64,
+            ),
+            ("limits.max_image_bytes", l.max_image_bytes as u64),
+            ("limits.max_image_pixels", l.max_image_pixels),
+            ("limits.max_text_bytes", l.max_text_bytes as u64),
+            ("server.stream_max_in_flight", s.stream_max_in_flight as u64),
+            ("classify.max_labels", c.max_labels as u64),
+            ("classify.max_templates", c.max_templates as u64),
+            ("classify.max_top_k", c.max_top_k as u64),
+            ("index.max_top_k", i.max_top_k as u64),
+            ("index.max_collections", i.max_collections as u64),
+        ];
+        if let Some((key, _)) = counts.iter().find(|(_, count)| *count == 0) {
+            return invalid(key, "must be at least 1");
+        }
+        if self.metrics.enabled
+            && self.metrics.addr.port() != 0
+            && self.metrics.addr.port() == s.grpc_addr.port()
+        {
+            return invalid(
+                "metrics.addr",
+                "must use another port than server.grpc_addr",
+            );
         }
         if b.max_queued_inputs < l.max_inputs_per_request {
             return invalid(
@@ -489,19 +517,9 @@ impl Settings {
                  be admitted",
             );
         }
-        if b.stall_timeout_ms == 0 {
-            return invalid("batching.stall_timeout_ms", "must be at least 1");
-        }
-        if l.max_inputs_per_request == 0 {
-            return invalid("limits.max_inputs_per_request", "must be at least 1");
-        }
-        if s.stream_max_in_flight == 0 {
-            return invalid("server.stream_max_in_flight", "must be at least 1");
-        }
         if let Some(problem) = self.classify.hnsw.problem() {
             return invalid("classify.hnsw", &problem);
         }
-        let i = &self.index;
         if let Some(problem) = i.hnsw.problem() {
             return invalid("index.hnsw", &problem);
         }
@@ -510,9 +528,6 @@ impl Settings {
                 "index.rebuild_tombstone_ratio",
                 "must be over 0 and at most 1",
             );
-        }
-        if i.max_top_k == 0 {
-            return invalid("index.max_top_k", "must be at least 1");
         }
         if i.data_dir.as_os_str().is_empty() {
             return invalid("index.data_dir", "must name a directory");
@@ -677,6 +692,18 @@ mod tests {
                 "1000",
                 "server.max_message_bytes",
             ),
+            (
+                "CLIPD__LIMITS__MAX_IMAGE_PIXELS",
+                "0",
+                "limits.max_image_pixels",
+            ),
+            ("CLIPD__CLASSIFY__MAX_LABELS", "0", "classify.max_labels"),
+            (
+                "CLIPD__INDEX__MAX_COLLECTIONS",
+                "0",
+                "index.max_collections",
+            ),
+            ("CLIPD__METRICS__ADDR", "0.0.0.0:50051", "metrics.addr"),
             ("CLIPD__MODEL__DEVICE", "tpu", "model.device"),
             ("CLIPD__MODEL__DTYPE", "f64", "model.dtype"),
             ("CLIPD__SERVER__GRPC_ADDR", "nowhere", "server.grpc_addr"),
