@@ -73,18 +73,45 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct ServerArgs {
-    /// The server's gRPC address.
+    /// The server's gRPC address: http://HOST:PORT, or https://HOST:PORT for a server with TLS.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:50051")]
     server: String,
     /// The API key to send (authorization: Bearer KEY), when the server requires one.
     #[arg(long, env = "CLIPD_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// The CA certificate (PEM) that signed an https:// server's certificate. Default: the
+    /// system's trusted roots.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// This client's certificate (PEM), for a server that requires mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
     async fn connect(&self) -> anyhow::Result<tonic::transport::Channel> {
-        tonic::transport::Channel::from_shared(self.server.clone())
-            .with_context(|| format!("--server {}", self.server))?
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let mut endpoint = tonic::transport::Channel::from_shared(self.server.clone())
+            .with_context(|| format!("--server {}", self.server))?;
+        let pem = |path: &PathBuf| {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        if self.server.starts_with("https://") {
+            let mut tls = match &self.ca_cert {
+                Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem(ca)?)),
+                None => ClientTlsConfig::new().with_native_roots(),
+            };
+            if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+                tls = tls.identity(Identity::from_pem(pem(cert)?, pem(key)?));
+            }
+            endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+        } else if self.ca_cert.is_some() || self.client_cert.is_some() {
+            anyhow::bail!("--ca-cert and --client-cert need an https:// --server");
+        }
+        endpoint
             .connect()
             .await
             .with_context(|| format!("cannot connect to {}", self.server))

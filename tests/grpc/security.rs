@@ -227,5 +227,60 @@ async fn tls_and_mutual_tls() {
         stranger.is_err(),
         "a certificate from another CA is refused"
     );
+
+    // The command line reaches it with the CA and a client certificate: the answer is the
+    // server's (no such collection), not a failed handshake.
+    let files = scratch_dir("cli-tls");
+    let write = |name: &str, pem: &str| {
+        let path = files.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let ca = write("ca.crt", &pki.ca);
+    let (cert, key) = (write("c.crt", &pki.client.0), write("c.key", &pki.client.1));
+    let url = format!("https://localhost:{}", server.addr().port());
+    let cli_search = |tls: Vec<String>| {
+        let mut args = vec![
+            "search",
+            "--server",
+            &url,
+            "--collection",
+            "nope",
+            "--text",
+            "x",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+        args.extend(tls);
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_clipd"))
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    };
+    let flags = |names: &[(&str, &String)]| -> Vec<String> {
+        names
+            .iter()
+            .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+            .collect()
+    };
+    let all = flags(&[
+        ("--ca-cert", &ca),
+        ("--client-cert", &cert),
+        ("--client-key", &key),
+    ]);
+    let (ok, stderr) = cli_search(all).await.unwrap();
+    assert!(!ok && stderr.contains("NotFound"), "{stderr}");
+    let (ok, stderr) = cli_search(flags(&[("--ca-cert", &ca)])).await.unwrap();
+    assert!(
+        !ok && !stderr.contains("NotFound"),
+        "no client certificate: {stderr}"
+    );
     server.shutdown().await.unwrap();
 }
