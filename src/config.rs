@@ -93,7 +93,7 @@ impl AuthSettings {
 }
 
 /// TLS for gRPC (rustls); mutual TLS when a client CA is given.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsSettings {
     /// The server's certificate chain and private key, PEM.
@@ -101,6 +101,28 @@ pub struct TlsSettings {
     pub key_file: Option<PathBuf>,
     /// Clients must present a certificate signed by this CA (PEM).
     pub client_ca_file: Option<PathBuf>,
+    /// How often the files are read again (0: only at start-up), so that a renewed certificate
+    /// is served to new connections without a restart.
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            reload_interval_ms: 60_000,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// None when the files are not read again.
+    pub fn reload_interval(&self) -> Option<Duration> {
+        (self.cert_file.is_some() && self.reload_interval_ms > 0)
+            .then(|| Duration::from_millis(self.reload_interval_ms))
+    }
 }
 
 /// The keys that hold secrets, and what `clipd config` prints instead.

@@ -14,8 +14,8 @@ use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
+use super::reload::{self, Reread};
 use crate::config::AuthSettings;
-use crate::telemetry;
 
 /// What a service needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,37 +138,18 @@ impl ApiKeys {
 
     /// Reloads every `auth.reload_interval_ms` until `stopping` turns true; nothing when the
     /// keys are not read from files.
-    pub fn keep_reloading(self: Arc<Self>, mut stopping: watch::Receiver<bool>) {
+    pub fn keep_reloading(self: Arc<Self>, stopping: watch::Receiver<bool>) {
         let Some(interval) = self.settings.reload_interval() else {
             return;
         };
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    _ = stopping.changed() => return,
-                }
-                let keys = Arc::clone(&self);
-                let outcome = tokio::task::spawn_blocking(move || keys.reload()).await;
-                match outcome {
-                    Ok(Ok(Reloaded::Unchanged)) => {}
-                    Ok(Ok(Reloaded::Changed {
-                        read_keys,
-                        write_keys,
-                    })) => {
-                        telemetry::api_keys_reloaded(true);
-                        tracing::info!(read_keys, write_keys, "API keys reloaded");
-                    }
-                    Ok(Err(e)) => {
-                        telemetry::api_keys_reloaded(false);
-                        tracing::warn!(error = %e, "API keys not reloaded");
-                    }
-                    Err(e) => tracing::error!(error = %e, "the API key reload panicked"),
-                }
-            }
+        reload::every("api_keys", interval, stopping, move || {
+            self.reload().map(|reloaded| match reloaded {
+                Reloaded::Unchanged => Reread::Unchanged,
+                Reloaded::Changed {
+                    read_keys,
+                    write_keys,
+                } => Reread::Changed(format!("{read_keys} read keys, {write_keys} write keys")),
+            })
         });
     }
 

@@ -5,7 +5,9 @@ mod clip_service;
 mod collections_service;
 mod deadline;
 mod observe;
+mod reload;
 mod server;
+mod tls;
 mod too_large;
 
 pub use server::{RunningServer, ServeError};

@@ -20,6 +20,7 @@ use super::collections_service::CollectionsService;
 use super::deadline;
 use super::observe::ObserveLayer;
 use super::pb;
+use super::tls::Tls;
 use super::too_large;
 use crate::classify::Classify;
 use crate::config::Settings;
@@ -158,25 +159,28 @@ impl RunningServer {
         // Small responses must not wait for delayed ACKs (Nagle's algorithm adds ~40 ms).
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (stop, stopped) = oneshot::channel::<()>();
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = tls_config(&settings.tls)? {
-            builder = builder.tls_config(tls)?;
-        }
-        let serving = tokio::spawn(
-            builder
-                .layer(ObserveLayer)
-                .layer(tower::util::MapResponseLayer::new(
-                    too_large::rewrite::<tonic::body::Body>,
-                ))
-                .add_service(health_service)
-                .add_service(reflection_v1)
-                .add_service(reflection_v1alpha)
-                .add_service(clip)
-                .add_service(collections)
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = stopped.await;
-                }),
-        );
+        let router = tonic::transport::Server::builder()
+            .layer(ObserveLayer)
+            .layer(tower::util::MapResponseLayer::new(
+                too_large::rewrite::<tonic::body::Body>,
+            ))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(clip)
+            .add_service(collections);
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let tls = Tls::load(&settings.tls).map_err(ServeError::Security)?;
+        let serving = match tls {
+            None => tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped)),
+            Some(tls) => {
+                let tls = Arc::new(tls);
+                Arc::clone(&tls).keep_reloading(stopping_rx.clone());
+                tokio::spawn(router.serve_with_incoming_shutdown(tls.accept(incoming), stopped))
+            }
+        };
         tracing::info!(%addr, "listening for gRPC");
         let metrics = match settings.metrics.enabled {
             false => None,
@@ -428,30 +432,4 @@ fn admit(
         keys.check(request.metadata(), access)?;
         deadline::stamp(request)
     }
-}
-
-/// The server's TLS, from PEM files; None without a certificate.
-fn tls_config(
-    settings: &crate::config::TlsSettings,
-) -> Result<Option<tonic::transport::ServerTlsConfig>, ServeError> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) else {
-        return Ok(None);
-    };
-    let read = |path: &std::path::Path, what: &str| {
-        std::fs::read(path).map_err(|e| {
-            ServeError::Security(format!(
-                "cannot read the TLS {what} {}: {e}",
-                path.display()
-            ))
-        })
-    };
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
-        read(cert, "certificate")?,
-        read(key, "key")?,
-    ));
-    if let Some(ca) = &settings.client_ca_file {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
-    }
-    Ok(Some(tls))
 }

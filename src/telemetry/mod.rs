@@ -34,7 +34,7 @@ pub const INDEX_ITEMS: &str = "clipd_index_items";
 pub const INDEX_TOMBSTONES: &str = "clipd_index_tombstones";
 pub const SEARCH_DURATION: &str = "clipd_search_duration_seconds";
 pub const BUILD_INFO: &str = "clipd_build_info";
-pub const API_KEY_RELOADS: &str = "clipd_api_key_reloads_total";
+pub const RELOADS: &str = "clipd_reloads_total";
 
 const LATENCY_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -118,9 +118,9 @@ fn describe() {
         "Always 1; the labels say which clipd and model run where."
     );
     describe_counter!(
-        API_KEY_RELOADS,
-        "Re-reads of the API key files that changed the keys (outcome changed) or could not \
-         be used (outcome failed; the keys in force stayed)."
+        RELOADS,
+        "Re-reads of files the server runs with (what: api_keys, tls) that changed what is in \
+         force (outcome changed) or could not be used (outcome failed; the old stayed)."
     );
     // Unlabelled series exist from the start, so that rate() and alerts see zeros, not gaps.
     for name in [
@@ -173,9 +173,9 @@ pub fn cache_lookup(hit: bool) {
     counter!(if hit { CACHE_HITS } else { CACHE_MISSES }).increment(1);
 }
 
-pub fn api_keys_reloaded(changed: bool) {
+pub fn reloaded(what: &'static str, changed: bool) {
     let outcome = if changed { "changed" } else { "failed" };
-    counter!(API_KEY_RELOADS, "outcome" => outcome).increment(1);
+    counter!(RELOADS, "what" => what, "outcome" => outcome).increment(1);
 }
 
 pub fn searched(took: Duration) {

@@ -284,3 +284,36 @@ async fn tls_and_mutual_tls() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// cert-manager renews a certificate in place: new connections get the new one without a
+/// restart, and a file that does not parse leaves the one in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let (old, new) = (pki(), pki());
+    let dir = scratch_dir("renewed");
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, &old.server.0).unwrap();
+    std::fs::write(&key, &old.server.1).unwrap();
+    let mut s = settings("tiny-a");
+    s.tls.cert_file = Some(cert.clone());
+    s.tls.key_file = Some(key.clone());
+    s.tls.reload_interval_ms = 50;
+    let mut server = RunningServer::start(s, clipd::config::locations_from_env())
+        .await
+        .unwrap();
+    server.ready().await.unwrap();
+    embed_over_tls(&server, &old, None).await.unwrap();
+
+    std::fs::write(&key, &new.server.1).unwrap();
+    std::fs::write(&cert, &new.server.0).unwrap();
+    eventually("the renewed certificate is served", || async {
+        embed_over_tls(&server, &new, None).await.is_ok()
+    })
+    .await;
+    assert!(embed_over_tls(&server, &old, None).await.is_err());
+
+    std::fs::write(&cert, "not a certificate").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    embed_over_tls(&server, &new, None).await.unwrap();
+    server.shutdown().await.unwrap();
+}

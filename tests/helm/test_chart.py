@@ -554,6 +554,7 @@ class Refusals(unittest.TestCase):
         "subPath without claim": ({"model": {"subPath": "x"}}, "model.subPath needs"),
         "config.auth by hand": ({"config": {"auth": {"read_keys_file": "/x"}}},
                                 "config.auth.read_keys_file"),
+        "config.tls by hand": ({"config": {"tls": {"cert_file": "/x"}}}, "config.tls.cert_file"),
         "CPU autoscaling without a CPU request": (
             {"autoscaling": {"enabled": True, "targetCPUUtilizationPercentage": 70}},
             "resources.requests.cpu"),

@@ -157,7 +157,9 @@ addresses, data directory, model, file paths of the mounted Secrets). Never key 
 {{- end }}
 {{- end }}
 {{- end }}
-{{- if and (hasKey (.Values.config | default dict) "tls") (not .Values.tls.enabled) }}
-{{- fail "config.tls: use the chart's tls section (keys are mounted from a Secret)" }}
+{{- range $key, $_ := (.Values.config | default dict).tls }}
+{{- if ne $key "reload_interval_ms" }}
+{{- fail (printf "config.tls.%s: use the chart's tls section (keys are mounted from a Secret); config.tls takes only reload_interval_ms" $key) }}
+{{- end }}
 {{- end }}
 {{- end }}
