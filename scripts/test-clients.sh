@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The client examples in other languages against a live server: starts target/release/clipd on a
-# free loopback port with the bundled demo model and a scratch data directory, runs the Python
+# free loopback port with the bundled demo model, API keys and a scratch data directory, runs the Python
 # client's tests (clients/python) and the Node.js client's (clients/node), and `buf lint` on the
 # proto; then stops the server with SIGTERM and expects it to exit 0. Exits non-zero on any failure.
 # CLIPD_BIN overrides the binary (default target/release/clipd, built if missing).
@@ -41,8 +41,12 @@ cleanup() {
 trap cleanup EXIT
 
 log="$scratch/server.log"
-# Metrics on a free port too (the default is 0.0.0.0:9090).
+# API keys, as users in production run it: the clients send the write key (CLIPD_API_KEY) and
+# test that no key, and a read key on a write, are refused. Metrics on a free port too (the
+# default is 0.0.0.0:9090).
+export CLIPD_API_KEY="clients-test-write-key" CLIPD_READ_KEY="clients-test-read-key"
 CLIPD__INDEX__DATA_DIR="$scratch/data" CLIPD__METRICS__ADDR=127.0.0.1:0 \
+    CLIPD__AUTH__READ_KEYS="$CLIPD_READ_KEY" CLIPD__AUTH__WRITE_KEYS="$CLIPD_API_KEY" \
     "$bin" serve --grpc-addr 127.0.0.1:0 >"$scratch/server.out" 2>"$log" &
 server_pid=$!
 

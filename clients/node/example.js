@@ -1,12 +1,13 @@
 'use strict';
-// clipd from Node.js: node example.js [IMAGE_FILE]  (server: $CLIPD_ADDR, default localhost:50051).
+// clipd from Node.js: node example.js [IMAGE_FILE]
+// (server: $CLIPD_ADDR, default localhost:50051; API key, if the server wants one: $CLIPD_API_KEY).
 const fs = require('node:fs');
 const { connect, status } = require('./client');
 const { squarePng, RED } = require('./tiny-png');
 
 async function main() {
   const image = process.argv[2] ? fs.readFileSync(process.argv[2]) : squarePng(RED);
-  const clip = connect(process.env.CLIPD_ADDR ?? 'localhost:50051');
+  const clip = connect(process.env.CLIPD_ADDR ?? 'localhost:50051', { apiKey: process.env.CLIPD_API_KEY });
   try {
     const [vector] = await clip.embedImages([image]);
     const [result] = await clip.classify([image], { labels: ['red square', 'blue circle', 'green star'], topK: 2 });

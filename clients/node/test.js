@@ -13,6 +13,9 @@ const { connect, ClipdError, LOADER_OPTIONS } = require('./client');
 const { solidPng, squarePng, circlePng, RED, BLUE } = require('./tiny-png');
 
 const ADDR = process.env.CLIPD_ADDR;
+// The server's write key and read key, when it requires keys (scripts/test-clients.sh sets both).
+const API_KEY = process.env.CLIPD_API_KEY;
+const READ_KEY = process.env.CLIPD_READ_KEY;
 const LABELS = ['red square', 'blue circle', 'green star'];
 const skip = ADDR ? false : 'set CLIPD_ADDR to a running clipd (scripts/test-clients.sh does)';
 
@@ -22,7 +25,7 @@ const collections = [];
 
 before(async () => {
   if (!ADDR) return;
-  clip = connect(ADDR);
+  clip = connect(ADDR, { apiKey: API_KEY });
   info = await clip.modelInfo();
 });
 
@@ -132,12 +135,19 @@ test('a vector of the wrong dimension is INVALID_ARGUMENT, and nothing is writte
   assert.deepEqual(await clip.search(name, { text: 'a red square' }), []);
 });
 
-test('an API key header is accepted with no keys configured', { skip }, async () => {
-  const keyed = connect(ADDR, { apiKey: 'unused-key' });
+test('API keys are required and scoped', { skip: skip || (!(API_KEY && READ_KEY) && 'the server requires no API keys') }, async () => {
+  const anonymous = connect(ADDR);
+  const reader = connect(ADDR, { apiKey: READ_KEY });
   try {
-    assert.equal((await keyed.modelInfo()).dim, info.dim);
+    await assert.rejects(anonymous.modelInfo(), (err) => err.code === grpc.status.UNAUTHENTICATED);
+    assert.equal((await reader.modelInfo()).dim, info.dim);
+    await assert.rejects(
+      reader.createCollection(`node-${crypto.randomUUID().slice(0, 12)}`),
+      (err) => err.code === grpc.status.PERMISSION_DENIED,
+    );
   } finally {
-    keyed.close();
+    anonymous.close();
+    reader.close();
   }
 });
 

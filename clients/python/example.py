@@ -1,4 +1,5 @@
-"""clipd from Python: python example.py [IMAGE_FILE]  (server: $CLIPD_ADDR, default localhost:50051)."""
+"""clipd from Python: python example.py [IMAGE_FILE]
+(server: $CLIPD_ADDR, default localhost:50051; API key, if the server wants one: $CLIPD_API_KEY)."""
 import os
 import sys
 
@@ -8,7 +9,8 @@ import clipd_client
 from tiny_png import RED, square_png
 
 image = open(sys.argv[1], "rb").read() if len(sys.argv) > 1 else square_png(RED)
-with clipd_client.connect(os.environ.get("CLIPD_ADDR", "localhost:50051")) as clip:
+address = os.environ.get("CLIPD_ADDR", "localhost:50051")
+with clipd_client.connect(address, api_key=os.environ.get("CLIPD_API_KEY")) as clip:
     [vector] = clip.embed_images([image])
     [result] = clip.classify([image], labels=["red square", "blue circle", "green star"], top_k=2)
     print("classified:", [(s.label, round(s.probability, 3)) for s in result.scores])

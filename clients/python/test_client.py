@@ -23,6 +23,9 @@ from clipd_client import ClipdError
 from tiny_png import BLUE, RED, circle_png, solid_png, square_png
 
 ADDR = os.environ.get("CLIPD_ADDR")
+# The server's write key and read key, when it requires keys (scripts/test-clients.sh sets both).
+API_KEY = os.environ.get("CLIPD_API_KEY")
+READ_KEY = os.environ.get("CLIPD_READ_KEY")
 LABELS = ["red square", "blue circle", "green star"]
 
 
@@ -34,7 +37,7 @@ def norm(v):
 class ClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.clip = clipd_client.connect(ADDR, timeout=30)
+        cls.clip = clipd_client.connect(ADDR, api_key=API_KEY, timeout=30)
         cls.info = cls.clip.model_info()
 
     @classmethod
@@ -124,9 +127,17 @@ class ClientTest(unittest.TestCase):
         # All or nothing: the good item was not written either.
         self.assertEqual(self.clip.search(name, text="a red square"), [])
 
-    def test_api_key_header_is_accepted_without_keys_configured(self):
-        with clipd_client.connect(ADDR, api_key="unused-key") as clip:
-            self.assertEqual(clip.model_info().dim, self.info.dim)
+    @unittest.skipUnless(API_KEY and READ_KEY, "the server requires no API keys")
+    def test_api_keys_are_required_and_scoped(self):
+        with clipd_client.connect(ADDR) as anonymous:
+            with self.assertRaises(ClipdError) as caught:
+                anonymous.model_info()
+            self.assertEqual(caught.exception.code, grpc.StatusCode.UNAUTHENTICATED)
+        with clipd_client.connect(ADDR, api_key=READ_KEY) as reader:
+            self.assertEqual(reader.model_info().dim, self.info.dim)
+            with self.assertRaises(ClipdError) as caught:
+                reader.create_collection(f"py-{uuid.uuid4().hex[:12]}")
+            self.assertEqual(caught.exception.code, grpc.StatusCode.PERMISSION_DENIED)
 
     def test_health(self):
         stub = health_pb2_grpc.HealthStub(self.clip.channel)
