@@ -77,6 +77,20 @@ async fn metrics_describe_the_traffic_and_pass_promtool() {
         .await
         .unwrap();
 
+    // The same label set twice: embedded once, then found in the cache.
+    for _ in 0..2 {
+        let classify = pb::ClassifyRequest {
+            inputs: vec![image("rgb_64x64.png")],
+            labels: Some(pb::classify_request::Labels::LabelSet(pb::LabelSet {
+                labels: vec!["metrics-cat".into(), "metrics-dog".into()],
+                templates: vec!["{}".into()],
+                template_set: 0,
+            })),
+            top_k: 1,
+        };
+        server.client.classify(classify).await.unwrap();
+    }
+
     let (status, text) = get(&server, "/metrics").await;
     assert_eq!(status, 200);
     // Metrics are process-wide and other tests run alongside: lower bounds only.
@@ -110,13 +124,38 @@ async fn metrics_describe_the_traffic_and_pass_promtool() {
     at_least("clipd_search_duration_seconds_count", 1.0);
     at_least("clipd_index_items", 1.0);
     at_least("clipd_collections", 1.0);
+    at_least("clipd_classify_cache_misses_total", 2.0);
+    at_least("clipd_classify_cache_hits_total", 2.0);
+    // Counters that start at 0, so that rate() and alerts see zeros rather than gaps.
+    for series in [
+        "clipd_inputs_rejected_total",
+        "clipd_inputs_expired_total",
+        "clipd_inputs_cancelled_total",
+        "clipd_inputs_failed_total",
+    ] {
+        assert!(value(&text, series).is_some(), "no {series} in\n{text}");
+    }
     assert!(value(&text, "clipd_queue_depth").is_some(), "{text}");
     assert!(text.contains("clipd_build_info{version=\""), "{text}");
     assert!(text.contains("model=\"tiny-a\""), "{text}");
     for described in [
         "clipd_requests_total",
         "clipd_request_duration_seconds",
+        "clipd_queue_wait_seconds",
+        "clipd_model_batch_seconds",
+        "clipd_batch_size",
+        "clipd_queue_depth",
         "clipd_inputs_rejected_total",
+        "clipd_inputs_expired_total",
+        "clipd_inputs_cancelled_total",
+        "clipd_inputs_failed_total",
+        "clipd_classify_cache_hits_total",
+        "clipd_classify_cache_misses_total",
+        "clipd_collections",
+        "clipd_index_items",
+        "clipd_index_tombstones",
+        "clipd_search_duration_seconds",
+        "clipd_build_info",
     ] {
         assert!(
             text.contains(&format!("# HELP {described} ")),
