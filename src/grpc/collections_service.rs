@@ -83,6 +83,8 @@ fn info(info: Info) -> pb::CollectionInfo {
         ef_search: m.hnsw.ef_search as u32,
         tombstones: info.tombstones as u64,
         unsnapshotted_writes: info.unsnapshotted_writes,
+        rebuilding: info.rebuilding,
+        rebuilds: info.rebuilds,
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Info {
     pub count: usize,
     pub tombstones: usize,
     pub unsnapshotted_writes: u64,
+    /// Whether a rebuild runs now, and how many have finished since the collection opened.
+    pub rebuilding: bool,
+    pub rebuilds: u64,
 }
 
 /// What a search looks for.
@@ -106,6 +109,8 @@ pub struct Collection {
     unsnapshotted: AtomicU64,
     /// While a rebuild runs: the writes since it copied the items, to replay on the new store.
     journal: Mutex<Option<Vec<Op>>>,
+    /// Rebuilds swapped in since the collection opened.
+    rebuilds: AtomicU64,
 }
 
 impl Collection {
@@ -199,6 +204,7 @@ impl Collection {
             }),
             unsnapshotted: AtomicU64::new(unsnapshotted),
             journal: Mutex::new(None),
+            rebuilds: AtomicU64::new(0),
         })
     }
 
@@ -218,12 +224,16 @@ impl Collection {
 
     pub fn info(&self) -> Info {
         let unsnapshotted_writes = self.unsnapshotted.load(Ordering::Relaxed);
+        let rebuilding = self.journal.lock().expect("never poisoned").is_some();
+        let rebuilds = self.rebuilds.load(Ordering::Relaxed);
         let store = self.read();
         Info {
             manifest: self.manifest.clone(),
             count: store.len(),
             tombstones: store.tombstones(),
             unsnapshotted_writes,
+            rebuilding,
+            rebuilds,
         }
     }
 
@@ -370,6 +380,7 @@ impl Collection {
         }
         let old = std::mem::replace(&mut *self.store.write(), store);
         *self.journal.lock().expect("never poisoned") = None;
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
         drop(writer);
         tracing::info!(
             collection = self.manifest.name,

@@ -550,7 +550,8 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
 }
 
 /// Searches running while items are replaced and deleted, through background rebuilds: every
-/// search answers, the untouched items are always found, removed ones never.
+/// search answers, the untouched items are always found, removed ones never; and some searches
+/// are seen to start and end within one rebuild.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn searches_go_on_during_writes_and_rebuilds() {
     let mut s = demo_settings();
@@ -577,14 +578,18 @@ async fn searches_go_on_during_writes_and_rebuilds() {
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let deleted_rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let during_rebuilds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let searchers: Vec<_> = (0..3)
         .map(|t| {
             let (mut client, anchors, stop) =
                 (server.client.clone(), anchors.clone(), stop.clone());
-            let deleted_rounds = deleted_rounds.clone();
+            let (deleted_rounds, during_rebuilds) =
+                (deleted_rounds.clone(), during_rebuilds.clone());
+            let mut c = c.clone();
             tokio::spawn(async move {
                 let mut searches = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let before = info(&mut c, "busy").await;
                     let i = (searches * 7 + t) % anchors.len();
                     let q = Query::Vector(pb::Vector {
                         values: anchors[i].clone(),
@@ -602,13 +607,21 @@ async fn searches_go_on_during_writes_and_rebuilds() {
                             assert!(round >= gone, "{} found after its deletion", hit.id);
                         }
                     }
+                    let after = info(&mut c, "busy").await;
+                    if before.rebuilding && after.rebuilding && before.rebuilds == after.rebuilds {
+                        during_rebuilds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     searches += 1;
                 }
                 searches
             })
         })
         .collect();
-    for round in 0..30 {
+    // Rebuilds of this small collection are quick: go on until a search is seen inside one.
+    let mut round = 0;
+    while round < 30
+        || (during_rebuilds.load(std::sync::atomic::Ordering::Relaxed) == 0 && round < 1000)
+    {
         let replaced = (0..50)
             .map(|i| {
                 item(
@@ -637,12 +650,19 @@ async fn searches_go_on_during_writes_and_rebuilds() {
         .await
         .unwrap();
         deleted_rounds.store(round + 1, std::sync::atomic::Ordering::SeqCst);
+        round += 1;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for searcher in searchers {
         assert!(searcher.await.unwrap() > 0);
     }
+    let overlapped = during_rebuilds.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        overlapped > 0,
+        "no search ran inside a rebuild in {round} rounds"
+    );
     let described = info(&mut c, "busy").await;
+    assert!(described.rebuilds > 0, "{described:?}");
     assert_eq!(described.count, 220);
     // 1,800 replacements and deletions went in: rebuilds dropped most of their tombstones.
     assert!(described.tombstones < 600, "{described:?}");
