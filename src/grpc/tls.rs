@@ -85,7 +85,9 @@ impl Tls {
                 let stream = match connection {
                     Some(Ok(stream)) => stream,
                     Some(Err(e)) => {
+                        // Out of file descriptors, say: retrying at once would only spin.
                         tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                     None => return,
