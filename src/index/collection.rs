@@ -55,7 +55,7 @@ impl Manifest {
         }
     }
 
-    fn write(&self, dir: &Path) -> std::io::Result<()> {
+    pub(super) fn write(&self, dir: &Path) -> std::io::Result<()> {
         let tmp = dir.join(format!("{MANIFEST}.tmp"));
         let text = serde_json::to_string_pretty(self).expect("a manifest serialises");
         std::fs::write(&tmp, text)?;

@@ -24,7 +24,8 @@ pub struct ModelIdentity {
 
 impl ModelIdentity {
     /// Whether vectors made by `model` (`dim` values, `probe` if it was recorded) are this
-    /// model's. Collections made before probes were recorded are judged by name.
+    /// model's. Collections made before probes were recorded are judged by name (and then get
+    /// the probe).
     pub fn made(&self, model: &str, dim: usize, probe: Option<&[f32]>) -> bool {
         if dim != self.dim {
             return false;

@@ -268,12 +268,25 @@ impl Registry {
 }
 
 fn open_one(path: &Path, settings: &Arc<IndexSettings>, model: &ModelIdentity) -> Entry {
-    let manifest = match Manifest::read(path) {
+    let mut manifest = match Manifest::read(path) {
         Ok(m) => m,
         Err(reason) => return Entry::Unopened(None, reason),
     };
     if !model.made(&manifest.model, manifest.dim, manifest.probe.as_deref()) {
         return Entry::OtherModel(manifest);
+    }
+    if manifest.probe.is_none() {
+        // Made before probes were kept, and accepted by name: from now on the probe decides.
+        let recorded = Manifest {
+            probe: Some(model.probe.clone()),
+            ..manifest.clone()
+        };
+        match recorded.write(path) {
+            Ok(()) => manifest = recorded,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot record the model's probe")
+            }
+        }
     }
     match Collection::open(path, manifest.clone(), Arc::clone(settings)) {
         Ok(c) => Entry::Open(c),

@@ -973,6 +973,25 @@ async fn collections_know_their_checkpoint_by_its_embeddings_not_its_path() {
     .unwrap();
     server.server.shutdown().await.unwrap();
 
+    // A manifest written before probes were kept is accepted by name, and gets the probe.
+    let manifest_path = s
+        .index
+        .data_dir
+        .join("collections/made-by-a/collection.json");
+    let manifest_json = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap()
+    };
+    let probe = manifest_json()["probe"].clone();
+    assert_eq!(probe.as_array().map(Vec::len), Some(dim));
+    let mut old = manifest_json();
+    old.as_object_mut().unwrap().remove("probe");
+    std::fs::write(&manifest_path, old.to_string()).unwrap();
+    let server = TestServer::start(s.clone()).await;
+    let mut c = collections(&server).await;
+    assert_eq!(info(&mut c, "made-by-a").await.count, 1);
+    server.server.shutdown().await.unwrap();
+    assert_eq!(manifest_json()["probe"], probe, "recorded again");
+
     let mut renamed = s.clone();
     renamed.model.source = Some(checkpoint_copy("tiny-a", &mounts.join("elsewhere"), false));
     let server = TestServer::start(renamed).await;
