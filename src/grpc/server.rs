@@ -383,7 +383,8 @@ async fn report_health(
         }
         tokio::select! {
             changed = health.changed() => if changed.is_err() { return },
-            _ = stopping.changed() => continue,
+            // The server was dropped without a shutdown: nothing is left to report to.
+            changed = stopping.changed() => if changed.is_err() { return } else { continue },
         }
         let status = serving_status(*health.borrow_and_update());
         set_all(&reporter, status).await;
