@@ -94,6 +94,8 @@ pub enum LoadError {
     Thread(String),
     #[error("cannot embed the configured classifiers' labels: {0}")]
     Classifiers(String),
+    #[error("the text that tells this model's collections from another's: {0}")]
+    Probe(String),
     #[error("cannot open the collections' data directory {dir}: {source}")]
     Collections {
         dir: PathBuf,

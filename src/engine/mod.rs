@@ -149,7 +149,13 @@ impl Engine {
                         return;
                     }
                 };
-                let description = describe(&clip);
+                let description = match describe(&clip) {
+                    Ok(description) => description,
+                    Err(e) => {
+                        let _ = loaded_tx.send(Err(e));
+                        return;
+                    }
+                };
                 let shared = (clip.tokenizer.clone(), clip.images.clone());
                 if loaded_tx.send(Ok((description, shared))).is_ok() {
                     worker::run(&clip, batch_rx, &state_tx, &thread_stats);
@@ -434,12 +440,22 @@ impl ModelSpec {
     }
 }
 
-fn describe(clip: &Clip) -> ModelDescription {
+fn describe(clip: &Clip) -> Result<ModelDescription, LoadError> {
+    let probe = clip
+        .tokenizer
+        .encode_without_limit(crate::index::PROBE_TEXT)
+        .map_err(|e| LoadError::Probe(e.to_string()))?;
+    let probe = clip.embed_tokenized(&[&probe]).remove(0);
+    if !probe.iter().all(|x| x.is_finite()) {
+        return Err(LoadError::Probe(
+            "the model's embedding of it is not finite: the checkpoint is broken".into(),
+        ));
+    }
     let device = match clip.model.device {
         tch::Device::Cuda(n) => format!("cuda:{n}"),
         _ => "cpu".into(),
     };
-    ModelDescription {
+    Ok(ModelDescription {
         name: clip.name.clone(),
         dim: clip.dim(),
         image_size: clip.image_size(),
@@ -447,12 +463,8 @@ fn describe(clip: &Clip) -> ModelDescription {
         device,
         dtype: clip.model.dtype.to_string(),
         logit_scale: clip.model.logit_scale(),
-        probe: clip
-            .embed_texts(&[crate::index::PROBE_TEXT])
-            .expect("the probe text fits any tokenizer")
-            .remove(0)
-            .values,
-    }
+        probe,
+    })
 }
 
 /// Publishes the model thread's health until the thread is gone or nobody listens.

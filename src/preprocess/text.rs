@@ -80,6 +80,11 @@ impl ClipTokenizer {
                 limit: self.max_text_bytes,
             });
         }
+        self.encode_without_limit(text)
+    }
+
+    /// As `encode`, for the server's own texts, which the limit on requests does not apply to.
+    pub fn encode_without_limit(&self, text: &str) -> Result<TokenizedText, InputError> {
         let encoding = self
             .tokenizer
             .encode(text, true)

@@ -298,3 +298,21 @@ fn png(width: u32, height: u32) -> Vec<u8> {
         .unwrap();
     bytes.into_inner()
 }
+
+/// The model's own texts (the probe that identifies it to collections) are not held to the
+/// request limit: a tiny limit still loads, and binds requests only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_text_limit_binds_requests_not_loading() {
+    let mut s = settings("tiny-a");
+    s.limits.max_text_bytes = 8;
+    let mut server = TestServer::start(s).await;
+    assert_eq!(
+        embed(&mut server.client, vec![text("short")])
+            .await
+            .embeddings
+            .len(),
+        1
+    );
+    let refused = embed_err(&mut server.client, vec![text("rather longer than 8")]).await;
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+}
