@@ -107,7 +107,9 @@ pub async fn ingest(
 ) -> Result<IngestReport, IngestError> {
     let mut report = IngestReport::default();
     let files = walk(&options.dir, &mut report)?;
-    report.found = files.len();
+    // Images whose path cannot be an id failed during the walk; they were found all the same.
+    report.found = files.len() + report.failed.len();
+    let total = files.len();
     let info = retrying(|| {
         let mut clip = crate::grpc::pb::clip_client::ClipClient::with_interceptor(
             channel.clone(),
@@ -123,7 +125,6 @@ pub async fn ingest(
     let most = (info.max_inputs_per_request as usize).min(crate::index::MAX_GET_IDS);
     let batch_size = options.batch_size.clamp(1, most.max(1));
     let batches = batches(files, batch_size, options.max_request_bytes);
-    let total = report.found;
     progress(0, total);
     let mut done = 0;
     let mut results = stream::iter(batches)
@@ -188,6 +189,13 @@ fn walk(dir: &Path, report: &mut IngestReport) -> Result<Vec<File>, IngestError>
             ));
             continue;
         };
+        if let Some(problem) = crate::index::id_problem(&id) {
+            // Sent, it would fail the lookup of its whole batch.
+            report
+                .failed
+                .push((id, format!("it cannot be an id: {problem}")));
+            continue;
+        }
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
         files.push(File {
             id,

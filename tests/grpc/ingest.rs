@@ -23,7 +23,8 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// 20 pictures in two folders (file names say colour and shape), a truncated JPEG, a text file.
+/// 20 pictures in two folders (file names say colour and shape), a truncated JPEG, a text file,
+/// and a picture whose path is too long to be an id.
 fn picture_folder() -> std::path::PathBuf {
     let dir = scratch_dir("pictures");
     let mut rng = SplitMix64::new(11);
@@ -36,6 +37,9 @@ fn picture_folder() -> std::path::PathBuf {
     }
     std::fs::write(dir.join("broken.jpg"), [0xff, 0xd8, 0xff, 0xe0, 0, 0x10]).unwrap();
     std::fs::write(dir.join("notes.txt"), "not a picture").unwrap();
+    let deep = (0..5).fold(dir.join("deep"), |d, i| d.join(format!("{i}").repeat(250)));
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("x.png"), png(&Scene::random(&mut rng), 32)).unwrap();
     dir
 }
 
@@ -66,10 +70,14 @@ async fn ingest_adds_a_folder_resumes_and_reports_bad_files() {
     assert_eq!(first.status.code(), Some(1), "a file failed: {out}");
     assert!(out.contains("created collection \"photos\""), "{out}");
     assert!(
-        out.contains("21 images found: 20 added, 0 already present, 1 failed (1 other files"),
+        out.contains("22 images found: 20 added, 0 already present, 2 failed (1 other files"),
         "{out}"
     );
     assert!(out.contains("failed: broken.jpg: "), "{out}");
+    assert!(
+        out.contains("it cannot be an id: the id is 1265 bytes"),
+        "{out}"
+    );
 
     let mut c = CollectionsClient::new(channel(&server.server).await);
     let info = |c: &mut CollectionsClient<_>| {
@@ -101,6 +109,7 @@ async fn ingest_adds_a_folder_resumes_and_reports_bad_files() {
     .await
     .unwrap();
     std::fs::remove_file(dir.join("broken.jpg")).unwrap();
+    std::fs::remove_dir_all(dir.join("deep")).unwrap();
     let again = ingest(&addr, &dir);
     let out = stdout(&again);
     assert!(again.status.success(), "{out}");
