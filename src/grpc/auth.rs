@@ -104,9 +104,17 @@ impl ApiKeys {
                 write_keys = d.write.len(),
                 "API keys required"
             ),
-            None if settings.reload_interval().is_some() => tracing::warn!(
-                "the API key files hold no key: every client is let in until they do"
-            ),
+            None if settings.read_keys_file.is_some() || settings.write_keys_file.is_some() => {
+                match settings.reload_interval() {
+                    Some(_) => tracing::warn!(
+                        "the API key files hold no key: every client is let in until they do"
+                    ),
+                    None => tracing::warn!(
+                        "the API key files hold no key: every client is let in (they are not \
+                         read again: auth.reload_interval_ms is 0)"
+                    ),
+                }
+            }
             None => {}
         }
         Ok(Self {
