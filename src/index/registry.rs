@@ -182,13 +182,14 @@ impl Registry {
     /// Removes the collection and its data.
     pub fn drop_collection(&self, name: &str) -> Result<(), IndexError> {
         let _admin = self.admin.lock().expect("never poisoned");
-        let removed = self.entries.write().remove(name);
-        let Some(entry) = removed else {
-            return Err(IndexError::UnknownCollection(name.to_owned()));
+        let open = match self.entries.read().get(name) {
+            None => return Err(IndexError::UnknownCollection(name.to_owned())),
+            Some(Entry::Open(collection)) => Some(Arc::clone(collection)),
+            Some(_) => None,
         };
         // Waits for a write or a snapshot in progress; later ones are refused.
         let set_dropped = |dropped| {
-            if let Entry::Open(collection) = &entry {
+            if let Some(collection) = &open {
                 collection.set_dropped(dropped);
             }
         };
@@ -202,9 +203,9 @@ impl Registry {
             // Under its own name the collection would open again at the next start: it stays.
             tracing::error!(collection = name, error = %e, "cannot drop the collection");
             set_dropped(false);
-            self.entries.write().insert(name.to_owned(), entry);
             return Err(IndexError::Storage(name.to_owned()));
         }
+        self.entries.write().remove(name);
         let removed = sync_dir(&self.root).and_then(|()| std::fs::remove_dir_all(&doomed));
         if let Err(e) = removed {
             // A directory left under the dropping name is removed at the next start.
