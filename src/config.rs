@@ -83,12 +83,16 @@ fn one_or_more_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String
     }
 }
 
+/// How often files are read again: never without files, or with an interval of 0.
+fn reload_interval(files: bool, interval_ms: u64) -> Option<Duration> {
+    (files && interval_ms > 0).then(|| Duration::from_millis(interval_ms))
+}
+
 impl AuthSettings {
     /// None when the key files are not read again.
     pub fn reload_interval(&self) -> Option<Duration> {
         let files = self.read_keys_file.is_some() || self.write_keys_file.is_some();
-        (files && self.reload_interval_ms > 0)
-            .then(|| Duration::from_millis(self.reload_interval_ms))
+        reload_interval(files, self.reload_interval_ms)
     }
 }
 
@@ -120,8 +124,7 @@ impl Default for TlsSettings {
 impl TlsSettings {
     /// None when the files are not read again.
     pub fn reload_interval(&self) -> Option<Duration> {
-        (self.cert_file.is_some() && self.reload_interval_ms > 0)
-            .then(|| Duration::from_millis(self.reload_interval_ms))
+        reload_interval(self.cert_file.is_some(), self.reload_interval_ms)
     }
 }
 

@@ -50,17 +50,22 @@ fn invalid(message: String) -> IndexError {
     IndexError::InvalidRequest(message)
 }
 
-/// The ids of a Delete or GetItems: at least one, at most `max`, each a possible item id.
-fn checked_ids(ids: &[String], max: usize) -> Result<(), IndexError> {
-    if ids.is_empty() {
-        return Err(invalid("the request has no ids".into()));
+/// A request's count of `what` (items, ids): at least one, at most `max`.
+fn checked_count(count: usize, max: usize, what: &str) -> Result<(), IndexError> {
+    if count == 0 {
+        return Err(invalid(format!("the request has no {what}")));
     }
-    if ids.len() > max {
+    if count > max {
         return Err(invalid(format!(
-            "the request has {} ids; the limit is {max}",
-            ids.len()
+            "the request has {count} {what}; the limit is {max}"
         )));
     }
+    Ok(())
+}
+
+/// The ids of a Delete or GetItems: at least one, at most `max`, each a possible item id.
+fn checked_ids(ids: &[String], max: usize) -> Result<(), IndexError> {
+    checked_count(ids.len(), max, "ids")?;
     let problem = ids
         .iter()
         .enumerate()
@@ -253,15 +258,7 @@ async fn items(
     max_items: usize,
     deadline: Option<Instant>,
 ) -> Result<(Vec<Item>, Option<pb::Timing>), IndexError> {
-    if given.is_empty() {
-        return Err(invalid("the request has no items".into()));
-    }
-    if given.len() > max_items {
-        return Err(invalid(format!(
-            "the request has {} items; the limit is {max_items}",
-            given.len()
-        )));
-    }
+    checked_count(given.len(), max_items, "items")?;
     let mut seen = std::collections::HashMap::new();
     let mut contents = Vec::with_capacity(given.len());
     let mut heads = Vec::with_capacity(given.len());

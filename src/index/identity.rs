@@ -3,8 +3,6 @@
 //! ViT-B/16 both give 512 values) would share collections and mix their embedding spaces. The
 //! model's embedding of a fixed text tells checkpoints apart whatever they are called.
 
-use serde::{Deserialize, Serialize};
-
 use crate::ann::dot;
 
 /// The text embedded to fingerprint a model.
@@ -15,7 +13,7 @@ pub const PROBE_TEXT: &str = "a photo of a red apple on a wooden table";
 const SAME_MODEL_COSINE: f32 = 0.99;
 
 /// The model a server runs: its name, dimension and embedding of `PROBE_TEXT`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelIdentity {
     pub name: String,
     pub dim: usize,
