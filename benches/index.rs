@@ -21,7 +21,7 @@ mod common;
 
 use anyhow::{bail, ensure, Context};
 use clipd::ann::{dot, HnswSettings, UnitIndex};
-use clipd::demo::rng::SplitMix64;
+use clipd::rng::SplitMix64;
 use serde::Deserialize;
 
 const OUT_DIR: &str = "target/bench/index";

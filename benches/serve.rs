@@ -21,13 +21,14 @@ mod quantile;
 use quantile::quantile;
 
 use anyhow::{bail, Context};
-use clipd::clip::Clip;
-use clipd::config::{ClassifierSettings, Settings};
+use clipd::classify::ClassifierSettings;
+use clipd::config::Settings;
 use clipd::demo::shapes::label_vocabulary;
 use clipd::grpc::pb::{self, clip_client::ClipClient, input::Kind};
-use clipd::grpc::RunningServer;
+use clipd::model::Checkpoint;
+use clipd::model::ModelSource;
 use clipd::model::{DeviceSpec, Dtype};
-use clipd::model_source::ModelSource;
+use clipd::server::RunningServer;
 use tonic::transport::Channel;
 
 const IMAGE: &str = "tests/fixtures/images/q90_444_320x240.jpg";
@@ -94,7 +95,7 @@ enum Modality {
 
 /// Inputs per second of the model alone at `batch` on prepared inputs, best of three rounds.
 fn raw_throughput(
-    clip: &Clip,
+    clip: &Checkpoint,
     image: &[u8],
     batch: usize,
     seconds: f64,
@@ -270,8 +271,8 @@ fn main() -> anyhow::Result<()> {
     settings.index.data_dir =
         std::env::temp_dir().join(format!("clipd-bench-{}", std::process::id()));
     settings.model.source = Some(dir.clone());
-    settings.model.device = args.device.to_string();
-    settings.model.dtype = args.dtype.to_string();
+    settings.model.device = args.device;
+    settings.model.dtype = args.dtype;
     settings.model.threads = args.threads;
     settings.batching.max_batch_size = args.batch_size;
     settings.batching.max_delay_ms = args.max_delay_ms;
@@ -286,10 +287,10 @@ fn main() -> anyhow::Result<()> {
             },
         );
     }
-    let options = settings.model_options()?;
+    let options = settings.model.options();
 
     let raw = {
-        let clip = Clip::load(&dir, &options, &settings.limits.inputs())?;
+        let clip = Checkpoint::load(&dir, &options, &settings.limits.inputs())?;
         raw_throughput(&clip, &image, args.batch_size, args.seconds)?
     };
     println!(

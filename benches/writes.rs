@@ -20,9 +20,9 @@ mod quantile;
 
 use anyhow::ensure;
 use clipd::ann::HnswSettings;
-use clipd::config::IndexSettings;
-use clipd::demo::rng::SplitMix64;
+use clipd::index::IndexSettings;
 use clipd::index::{unit_vector, Collection, Item, Manifest, Metadata, Search, Target};
+use clipd::rng::SplitMix64;
 
 const OUT_DIR: &str = "target/bench/writes";
 

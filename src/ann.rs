@@ -218,7 +218,7 @@ mod tests {
     use super::*;
 
     fn vector(len: usize, seed: u64) -> Vec<f32> {
-        let mut rng = crate::demo::rng::SplitMix64::new(seed);
+        let mut rng = crate::rng::SplitMix64::new(seed);
         (0..len).map(|_| rng.range(-1.0, 1.0) as f32).collect()
     }
 

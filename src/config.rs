@@ -1,20 +1,22 @@
 //! The settings tree and its layers, lowest first: built-in defaults, the `--config` file (TOML or
 //! YAML), `CLIPD__SECTION__KEY` environment variables, command-line flags.
 
+//!
+//! Each section's type lives with the module it configures; this module assembles them, layers
+//! them and checks the rules that span sections.
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ann::HnswSettings;
-use crate::classify::{label_set_problem, TemplateSet};
-use crate::clip::InputLimits;
-use crate::hub::HubSettings;
-use crate::model::{DeviceSpec, Dtype, ModelOptions};
-use crate::model_source::{Locations, ModelSource};
-use crate::preprocess::ImageLimits;
+use crate::classify::{ClassifierSettings, ClassifySettings};
+use crate::engine::{BatchingSettings, LimitSettings};
+use crate::grpc::{AuthSettings, ServerSettings, TlsSettings};
+use crate::index::IndexSettings;
+use crate::model::{DeviceSpec, Dtype, Locations, ModelSettings};
+use crate::telemetry::MetricsSettings;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,383 +34,10 @@ pub struct Settings {
     pub tls: TlsSettings,
 }
 
-/// API keys, sent by clients as `authorization: Bearer KEY`. With none configured, every client
-/// is let in. Health and reflection are always open (probes).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthSettings {
-    /// Keys for clipd.v1.Clip (Embed, Classify, Search, ...). Environment:
-    /// CLIPD__AUTH__READ_KEYS=key1,key2.
-    #[serde(deserialize_with = "one_or_more_keys")]
-    pub read_keys: Vec<String>,
-    /// Keys for clipd.v1.Collections (writes); they are good for Clip too.
-    #[serde(deserialize_with = "one_or_more_keys")]
-    pub write_keys: Vec<String>,
-    /// Files with more keys, one per line (blank lines and lines starting with # skipped): a
-    /// mounted Kubernetes Secret.
-    pub read_keys_file: Option<PathBuf>,
-    pub write_keys_file: Option<PathBuf>,
-    /// How often the key files are read again (0: only at start-up), so that a rotated Secret
-    /// takes effect without a restart.
-    pub reload_interval_ms: u64,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        Self {
-            read_keys: Vec::new(),
-            write_keys: Vec::new(),
-            read_keys_file: None,
-            write_keys_file: None,
-            reload_interval_ms: 30_000,
-        }
-    }
-}
-
-/// A list of keys, or one key as a string. Anything else is refused without quoting the value
-/// (the config crate's own type errors do, and this one is a secret).
-fn one_or_more_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Keys {
-        One(String),
-        More(Vec<String>),
-    }
-    match Keys::deserialize(d) {
-        Ok(Keys::One(key)) => Ok(vec![key]),
-        Ok(Keys::More(keys)) => Ok(keys),
-        Err(_) => Err(serde::de::Error::custom(
-            "expected a key or a list of keys (strings)",
-        )),
-    }
-}
-
-/// How often files are read again: never without files, or with an interval of 0.
-fn reload_interval(files: bool, interval_ms: u64) -> Option<Duration> {
-    (files && interval_ms > 0).then(|| Duration::from_millis(interval_ms))
-}
-
-impl AuthSettings {
-    /// None when the key files are not read again.
-    pub fn reload_interval(&self) -> Option<Duration> {
-        let files = self.read_keys_file.is_some() || self.write_keys_file.is_some();
-        reload_interval(files, self.reload_interval_ms)
-    }
-}
-
-/// TLS for gRPC (rustls); mutual TLS when a client CA is given.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TlsSettings {
-    /// The server's certificate chain and private key, PEM.
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    /// Clients must present a certificate signed by this CA (PEM).
-    pub client_ca_file: Option<PathBuf>,
-    /// How often the files are read again (0: only at start-up), so that a renewed certificate
-    /// is served to new connections without a restart.
-    pub reload_interval_ms: u64,
-}
-
-impl Default for TlsSettings {
-    fn default() -> Self {
-        Self {
-            cert_file: None,
-            key_file: None,
-            client_ca_file: None,
-            reload_interval_ms: 60_000,
-        }
-    }
-}
-
-impl TlsSettings {
-    /// None when the files are not read again.
-    pub fn reload_interval(&self) -> Option<Duration> {
-        reload_interval(self.cert_file.is_some(), self.reload_interval_ms)
-    }
-}
-
-/// The keys that hold secrets, and what `clipd config` prints instead.
-const REDACTED: &str = "<redacted>";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsSettings {
-    /// Serve GET /metrics, /livez and /readyz.
-    pub enabled: bool,
-    /// Where (port 0: any free port).
-    pub addr: SocketAddr,
-}
-
-impl Default for MetricsSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            addr: ([0, 0, 0, 0], 9090).into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerSettings {
-    /// Where gRPC is served.
-    pub grpc_addr: SocketAddr,
-    /// The largest request message accepted (gRPC's default of 4 MiB is too small for images).
-    pub max_message_bytes: usize,
-    /// EmbedStream messages worked on at once per stream; the stream is not read further meanwhile.
-    pub stream_max_in_flight: usize,
-    /// Threads that decode images and tokenise texts (0: one per core).
-    pub preprocess_threads: usize,
-    /// At shutdown, how long the requests in flight get to finish.
-    pub shutdown_grace_ms: u64,
-}
-
-impl Default for ServerSettings {
-    fn default() -> Self {
-        Self {
-            grpc_addr: ([0, 0, 0, 0], 50051).into(),
-            max_message_bytes: 64 << 20,
-            stream_max_in_flight: 8,
-            preprocess_threads: 0,
-            shutdown_grace_ms: 30_000,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelSettings {
-    /// A checkpoint directory or a hub id; none: the bundled demo model.
-    pub source: Option<PathBuf>,
-    /// auto, cpu, cuda or cuda:N.
-    pub device: String,
-    /// f32, f16 or bf16.
-    pub dtype: String,
-    /// libtorch's CPU threads (0: one per core).
-    pub threads: usize,
-}
-
-impl ServerSettings {
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_millis(self.shutdown_grace_ms)
-    }
-}
-
-impl Default for ModelSettings {
-    fn default() -> Self {
-        Self {
-            source: None,
-            device: "auto".into(),
-            dtype: "f32".into(),
-            threads: 0,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BatchingSettings {
-    /// Inputs per forward pass at most.
-    pub max_batch_size: usize,
-    /// How long the oldest queued input waits for others to join its batch.
-    pub max_delay_ms: u64,
-    /// Inputs admitted and not yet answered, over all requests; past it, RESOURCE_EXHAUSTED.
-    pub max_queued_inputs: usize,
-    /// A forward pass running longer than this marks the server NOT_SERVING until it ends.
-    pub stall_timeout_ms: u64,
-}
-
-impl Default for BatchingSettings {
-    fn default() -> Self {
-        Self {
-            max_batch_size: 32,
-            max_delay_ms: 5,
-            max_queued_inputs: 1024,
-            stall_timeout_ms: 60_000,
-        }
-    }
-}
-
-impl BatchingSettings {
-    pub fn max_delay(&self) -> Duration {
-        Duration::from_millis(self.max_delay_ms)
-    }
-
-    pub fn stall_timeout(&self) -> Duration {
-        Duration::from_millis(self.stall_timeout_ms)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitSettings {
-    pub max_inputs_per_request: usize,
-    pub max_image_bytes: usize,
-    /// Decoded width x height.
-    pub max_image_pixels: u64,
-    pub max_text_bytes: usize,
-}
-
-impl Default for LimitSettings {
-    fn default() -> Self {
-        let inputs = InputLimits::default();
-        Self {
-            max_inputs_per_request: 256,
-            max_image_bytes: inputs.image.max_bytes,
-            max_image_pixels: inputs.image.max_pixels,
-            max_text_bytes: inputs.max_text_bytes,
-        }
-    }
-}
-
-impl LimitSettings {
-    pub fn inputs(&self) -> InputLimits {
-        InputLimits {
-            image: ImageLimits {
-                max_bytes: self.max_image_bytes,
-                max_pixels: self.max_image_pixels,
-            },
-            max_text_bytes: self.max_text_bytes,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClassifySettings {
-    /// Memory for label vectors of request label sets (named classifiers keep their own).
-    pub cache_bytes: usize,
-    /// Labels in one request's label set.
-    pub max_labels: usize,
-    /// Templates in one request's label set.
-    pub max_templates: usize,
-    /// Scores returned per input; `top_k` 0 asks for every label up to this.
-    pub max_top_k: usize,
-    /// Classifiers with at least this many labels answer from an HNSW index of their label
-    /// vectors (candidates re-scored exactly) instead of scoring every label.
-    pub hnsw_min_labels: usize,
-    pub hnsw: HnswSettings,
-}
-
-impl Default for ClassifySettings {
-    fn default() -> Self {
-        Self {
-            cache_bytes: 64 << 20,
-            max_labels: 1000,
-            max_templates: 100,
-            max_top_k: 1000,
-            hnsw_min_labels: 2000,
-            hnsw: HnswSettings::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IndexSettings {
-    /// Where collections are kept (`<data_dir>/collections/<name>`).
-    pub data_dir: PathBuf,
-    /// How often collections written to are snapshotted (and their logs emptied); 0: only at
-    /// shutdown.
-    pub snapshot_interval_s: u64,
-    /// Searches whose filter matches at most this many items, and searches of collections this
-    /// small, scan those items exactly instead of walking the graph.
-    pub exact_scan_max_items: usize,
-    /// A collection's graph is rebuilt without its tombstones (replaced and deleted items) once
-    /// they are at least this share of it...
-    pub rebuild_tombstone_ratio: f64,
-    /// ...and at least this many.
-    pub rebuild_min_tombstones: usize,
-    /// Hits one search may ask for.
-    pub max_top_k: usize,
-    pub max_collections: usize,
-    /// Defaults for new collections (CreateCollection can set each).
-    pub hnsw: HnswSettings,
-}
-
-impl Default for IndexSettings {
-    fn default() -> Self {
-        Self {
-            data_dir: "clipd-data".into(),
-            snapshot_interval_s: 300,
-            exact_scan_max_items: 2000,
-            rebuild_tombstone_ratio: 0.2,
-            rebuild_min_tombstones: 1000,
-            max_top_k: 1000,
-            max_collections: 1000,
-            hnsw: HnswSettings::default(),
-        }
-    }
-}
-
-impl IndexSettings {
-    pub fn snapshot_interval(&self) -> Option<Duration> {
-        (self.snapshot_interval_s > 0).then(|| Duration::from_secs(self.snapshot_interval_s))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClassifierSettings {
-    pub labels: Vec<String>,
-    /// Prompt templates, each with `{}` for the label; none: `template_set`'s.
-    pub templates: Vec<String>,
-    /// A built-in template set: "default" (one prompt) or "imagenet" (CLIP's 80).
-    pub template_set: Option<String>,
-    /// Per label: the probability at which the label is flagged.
-    pub thresholds: BTreeMap<String, f32>,
-}
-
-impl ClassifierSettings {
-    /// The templates its labels are embedded with (validated at start-up).
-    pub fn templates(&self) -> Vec<String> {
-        match (&self.template_set, self.templates.is_empty()) {
-            (Some(set), true) => set
-                .parse::<TemplateSet>()
-                .expect("validated at start-up")
-                .templates(),
-            (None, true) => TemplateSet::Default.templates(),
-            (_, false) => self.templates.clone(),
-        }
-    }
-
-    fn problem(&self) -> Option<String> {
-        if let Some(problem) = label_set_problem(&self.labels, &self.templates) {
-            return Some(problem);
-        }
-        if let Some(set) = &self.template_set {
-            if !self.templates.is_empty() {
-                return Some("set templates or template_set, not both".into());
-            }
-            if let Err(e) = set.parse::<TemplateSet>() {
-                return Some(e);
-            }
-        }
-        self.thresholds.iter().find_map(|(label, t)| {
-            if !self.labels.contains(label) {
-                Some(format!(
-                    "threshold for {label:?}, which is not one of the labels"
-                ))
-            } else if !(0.0..=1.0).contains(t) {
-                Some(format!(
-                    "threshold for {label:?} is {t}; probabilities are 0 to 1"
-                ))
-            } else {
-                None
-            }
-        })
-    }
-}
-
 /// Where models come from, as the environment says: Hugging Face's variables (HF_ENDPOINT, HF_HOME,
 /// HF_HUB_CACHE, HF_HUB_OFFLINE, HF_TOKEN) and XDG_CACHE_HOME / HOME for the demo model.
 pub fn locations_from_env() -> Locations {
-    let var = |name: &str| std::env::var(name).ok();
-    Locations {
-        hub: HubSettings::from_vars(var),
-        demo_cache: crate::demo::bundled::cache_dir(var),
-    }
+    Locations::from_vars(|name| std::env::var(name).ok())
 }
 
 /// A setting that cannot work, named by its key.
@@ -428,6 +57,26 @@ pub struct Overrides {
     pub metrics_addr: Option<SocketAddr>,
     pub device: Option<DeviceSpec>,
     pub dtype: Option<Dtype>,
+}
+
+impl Overrides {
+    fn apply(&self, settings: &mut Settings) {
+        if let Some(model) = &self.model {
+            settings.model.source = Some(model.clone());
+        }
+        if let Some(addr) = self.grpc_addr {
+            settings.server.grpc_addr = addr;
+        }
+        if let Some(addr) = self.metrics_addr {
+            settings.metrics.addr = addr;
+        }
+        if let Some(device) = self.device {
+            settings.model.device = device;
+        }
+        if let Some(dtype) = self.dtype {
+            settings.model.dtype = dtype;
+        }
+    }
 }
 
 impl Settings {
@@ -475,22 +124,8 @@ impl Settings {
         for (key, keys) in key_lists {
             builder = builder.set_override(key, keys)?;
         }
-        if let Some(model) = &overrides.model {
-            builder = builder.set_override("model.source", model.to_string_lossy().as_ref())?;
-        }
-        if let Some(addr) = overrides.grpc_addr {
-            builder = builder.set_override("server.grpc_addr", addr.to_string())?;
-        }
-        if let Some(addr) = overrides.metrics_addr {
-            builder = builder.set_override("metrics.addr", addr.to_string())?;
-        }
-        if let Some(device) = overrides.device {
-            builder = builder.set_override("model.device", device.to_string())?;
-        }
-        if let Some(dtype) = overrides.dtype {
-            builder = builder.set_override("model.dtype", dtype.to_string())?;
-        }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        overrides.apply(&mut settings);
         settings.validate()?;
         Ok(settings)
     }
@@ -502,7 +137,6 @@ impl Settings {
                 reason: reason.to_owned(),
             })
         };
-        self.model_options()?;
         let (b, l, s) = (&self.batching, &self.limits, &self.server);
         let (c, i) = (&self.classify, &self.index);
         // Each of these at 0 would refuse every request of its kind.
@@ -577,7 +211,7 @@ impl Settings {
             .read_keys
             .iter()
             .chain(&self.auth.write_keys)
-            .position(|k| k.trim().is_empty())
+            .position(|k| k.expose().trim().is_empty())
         {
             return invalid("auth", &format!("key {i} is empty"));
         }
@@ -591,40 +225,16 @@ impl Settings {
         Ok(())
     }
 
-    pub fn model_options(&self) -> Result<ModelOptions, ConfigError> {
-        Ok(ModelOptions {
-            device: parse("model.device", &self.model.device)?,
-            dtype: parse("model.dtype", &self.model.dtype)?,
-        })
-    }
-
-    pub fn model_source(&self) -> ModelSource {
-        ModelSource::parse(self.model.source.as_deref())
-    }
-
-    /// The settings as TOML, with the API keys replaced by a placeholder.
+    /// The settings as TOML; secrets show as a placeholder.
     pub fn redacted_toml(&self) -> String {
-        let mut shown = self.clone();
-        for keys in [&mut shown.auth.read_keys, &mut shown.auth.write_keys] {
-            keys.iter_mut().for_each(|k| *k = REDACTED.to_owned());
-        }
-        toml::to_string(&shown).expect("settings serialise")
+        toml::to_string(self).expect("settings serialise")
     }
-}
-
-fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    value.parse().map_err(|e: T::Err| ConfigError::Invalid {
-        key: key.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::{Secret, REDACTED};
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -667,7 +277,7 @@ mod tests {
         let s = Settings::load_with_env(Some(&file), vars, &overrides).unwrap();
         assert_eq!(s.batching.max_delay_ms, 7, "file over default");
         assert_eq!(s.batching.max_batch_size, 12, "environment over file");
-        assert_eq!(s.model.dtype, "f16");
+        assert_eq!(s.model.dtype, Dtype::F16);
         assert_eq!(
             s.server.grpc_addr,
             ([127, 0, 0, 1], 8000).into(),
@@ -796,7 +406,7 @@ mod tests {
         ]);
         let s = Settings::load_with_env(None, vars, &Overrides::default()).unwrap();
         assert_eq!(s.model.source, None);
-        assert_eq!(s.model.dtype, "bf16");
+        assert_eq!(s.model.dtype, Dtype::Bf16);
         let vars = env(&[("CLIPD__MODEL__SOURCE", "007")]);
         let s = Settings::load_with_env(None, vars, &Overrides::default()).unwrap();
         assert_eq!(s.model.source, Some(PathBuf::from("007")));
@@ -810,8 +420,8 @@ mod tests {
             ("CLIPD__MODEL__SOURCE", "007"),
         ]);
         let s = Settings::load_with_env(None, vars, &Overrides::default()).unwrap();
-        assert_eq!(s.auth.read_keys, ["r1", "r2"]);
-        assert_eq!(s.auth.write_keys, ["w1"]);
+        assert_eq!(s.auth.read_keys, [Secret::new("r1"), Secret::new("r2")]);
+        assert_eq!(s.auth.write_keys, [Secret::new("w1")]);
         let shown = s.redacted_toml();
         for secret in ["r1", "r2", "w1"] {
             assert!(!shown.contains(&format!("\"{secret}\"")), "{shown}");
@@ -826,7 +436,7 @@ mod tests {
     fn a_key_of_the_wrong_type_is_refused_without_being_quoted() {
         let file = write("one-key.toml", "[auth]\nread_keys = \"s3cret\"\n");
         let s = Settings::load_with_env(Some(&file), env(&[]), &Overrides::default()).unwrap();
-        assert_eq!(s.auth.read_keys, ["s3cret"]);
+        assert_eq!(s.auth.read_keys, [Secret::new("s3cret")]);
         std::fs::remove_file(file).unwrap();
         for value in [
             "{ key = \"s3cret\" }",

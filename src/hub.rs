@@ -7,14 +7,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The files clipd reads from a model repository.
-const FILES: [&str; 4] = [
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "preprocessor_config.json",
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     #[error("{id}: not in the cache at {cache} and HF_HUB_OFFLINE is set")]
@@ -98,10 +90,10 @@ impl Repo<'_> {
     }
 
     /// The snapshot the cache holds for the revision, if it has every file.
-    fn cached(&self) -> Option<PathBuf> {
+    fn cached(&self, files: &[&str]) -> Option<PathBuf> {
         let commit = std::fs::read_to_string(self.dir.join("refs").join(self.revision)).ok()?;
         let snapshot = self.snapshot(commit.trim());
-        FILES
+        files
             .iter()
             .all(|f| snapshot.join(f).is_file())
             .then_some(snapshot)
@@ -115,8 +107,13 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> HubError + '_ {
     }
 }
 
-/// The checkpoint directory of `id` (`org/name[@revision]`), downloading what the cache lacks.
-pub fn fetch(id_and_revision: &str, settings: &HubSettings) -> Result<PathBuf, HubError> {
+/// The checkpoint directory of `id` (`org/name[@revision]`) with `files` (the model family's),
+/// downloading what the cache lacks.
+pub fn fetch(
+    id_and_revision: &str,
+    settings: &HubSettings,
+    files: &[&str],
+) -> Result<PathBuf, HubError> {
     let (id, revision) = parse_id(id_and_revision).unwrap_or((id_and_revision, "main"));
     let repo = Repo {
         id,
@@ -126,16 +123,16 @@ pub fn fetch(id_and_revision: &str, settings: &HubSettings) -> Result<PathBuf, H
             .join(format!("models--{}", id.replace('/', "--"))),
     };
     if settings.offline {
-        return repo.cached().ok_or_else(|| HubError::NotCached {
+        return repo.cached(files).ok_or_else(|| HubError::NotCached {
             id: id.to_owned(),
             cache: settings.cache.clone(),
         });
     }
-    match download(&repo, settings) {
+    match download(&repo, settings, files) {
         Ok(dir) => Ok(dir),
         // Like huggingface_hub: a network failure falls back to what is cached.
         Err(HubError::Network { url, reason }) => {
-            repo.cached().ok_or(HubError::Network { url, reason })
+            repo.cached(files).ok_or(HubError::Network { url, reason })
         }
         Err(other) => Err(other),
     }
@@ -149,7 +146,7 @@ struct FileInfo {
     etag: Option<String>,
 }
 
-fn download(repo: &Repo, settings: &HubSettings) -> Result<PathBuf, HubError> {
+fn download(repo: &Repo, settings: &HubSettings, files: &[&str]) -> Result<PathBuf, HubError> {
     let agent = ureq::AgentBuilder::new()
         .redirects(0)
         .timeout_connect(Duration::from_secs(10))
@@ -157,7 +154,7 @@ fn download(repo: &Repo, settings: &HubSettings) -> Result<PathBuf, HubError> {
         .build();
     let token = settings.token.as_deref();
     let mut snapshot = None;
-    for file in FILES {
+    for &file in files {
         let url = format!(
             "{}/{}/resolve/{}/{file}",
             settings.endpoint, repo.id, repo.revision
@@ -175,7 +172,7 @@ fn download(repo: &Repo, settings: &HubSettings) -> Result<PathBuf, HubError> {
         link(&blob, &dir.join(file), &etag)?;
         snapshot.get_or_insert((commit, dir));
     }
-    let (commit, dir) = snapshot.expect("FILES is not empty");
+    let (commit, dir) = snapshot.expect("a family has files");
     let refs = repo.dir.join("refs");
     std::fs::create_dir_all(&refs).map_err(write_error(&refs))?;
     let reference = refs.join(repo.revision);

@@ -404,9 +404,9 @@ mod tests {
 
     #[test]
     fn a_storage_failure_is_not_blamed_on_an_item() {
-        let storage = Status::from(crate::error::IndexError::Storage("c".into()));
+        let storage = Status::from(crate::index::IndexError::Storage("c".into()));
         assert!(!item_failure(&storage), "{storage:?}");
-        let model = Status::from(crate::error::IndexError::Failed("embedding"));
+        let model = Status::from(crate::index::IndexError::Failed("embedding"));
         assert!(item_failure(&model));
         assert!(item_failure(&Status::invalid_argument("item 0: bad")));
         assert!(!item_failure(&Status::unavailable("shutting down")));

@@ -5,13 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use clipd::clip::{Clip, InputLimits};
 use clipd::config::{locations_from_env, Overrides, Settings};
 use clipd::demo::train::TrainSettings;
-use clipd::engine::ModelSpec;
-use clipd::grpc::RunningServer;
-use clipd::model::{DeviceSpec, Dtype, ModelOptions};
-use clipd::model_source::ModelSource;
+use clipd::model::{Checkpoint, DeviceSpec, Dtype, ModelOptions, ModelSource, ModelSpec};
+use clipd::preprocess::InputLimits;
+use clipd::server::RunningServer;
 
 /// clipd: OpenAI's CLIP on libtorch. Embeds images and texts into one vector space.
 #[derive(Parser)]
@@ -237,7 +235,7 @@ struct EmbedArgs {
     batch_size: usize,
 }
 
-fn load(args: &ModelArgs) -> anyhow::Result<Clip> {
+fn load(args: &ModelArgs) -> anyhow::Result<Checkpoint> {
     let spec = ModelSpec {
         source: ModelSource::parse(args.model.as_deref()),
         locations: locations_from_env(),
@@ -249,7 +247,12 @@ fn load(args: &ModelArgs) -> anyhow::Result<Clip> {
         threads: args.threads.max(0) as usize,
     };
     let clip = spec.load()?;
-    tracing::info!(model = %clip.name, device = ?clip.model.device, dtype = %clip.model.dtype, "model loaded");
+    tracing::info!(
+        model = %clip.name,
+        device = ?clip.towers.device(),
+        dtype = %clip.towers.dtype(),
+        "model loaded"
+    );
     Ok(clip)
 }
 

@@ -6,9 +6,10 @@ mod common;
 
 use std::io::Cursor;
 
-use clipd::clip::{Clip, InputLimits};
-use clipd::error::InputError;
+use clipd::model::Checkpoint;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
+use clipd::preprocess::InputError;
+use clipd::preprocess::InputLimits;
 use clipd::preprocess::{ImageLimits, ImageProcessor};
 use common::*;
 
@@ -17,15 +18,16 @@ const GOOD_JPEG: &str = "q90_444_320x240.jpg";
 const START_OF_TEXT: i64 = 49406;
 const END_OF_TEXT: i64 = 49407;
 
-fn load_with(limits: InputLimits) -> Clip {
+fn load_with(limits: InputLimits) -> Checkpoint {
     let options = ModelOptions {
         device: DeviceSpec::Cpu,
         dtype: Dtype::F32,
     };
-    Clip::load(&model_dir("tiny-a"), &options, &limits).unwrap_or_else(|e| panic!("tiny-a: {e}"))
+    Checkpoint::load(&model_dir("tiny-a"), &options, &limits)
+        .unwrap_or_else(|e| panic!("tiny-a: {e}"))
 }
 
-fn load() -> Clip {
+fn load() -> Checkpoint {
     load_with(InputLimits::default())
 }
 
@@ -35,13 +37,13 @@ fn read(name: &str) -> Vec<u8> {
 
 /// A model and what it made of a good image and a good text before seeing any bad input.
 struct Checked {
-    clip: Clip,
+    clip: Checkpoint,
     image: Vec<f32>,
     text: Vec<f32>,
 }
 
 impl Checked {
-    fn new(clip: Clip) -> Self {
+    fn new(clip: Checkpoint) -> Self {
         let image = clip.embed_images(&[&read(GOOD_PNG)]).unwrap().remove(0);
         let text = clip.embed_texts(&["a good text"]).unwrap().remove(0).values;
         Self { clip, image, text }

@@ -7,8 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use clipd::clip::{Clip, InputLimits};
+use clipd::model::Checkpoint;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
+use clipd::preprocess::InputLimits;
 use common::*;
 use serde_json::Value;
 
@@ -149,7 +150,7 @@ fn embed_prints_one_json_object_equal_to_the_library() {
         assert!((norm - 1.0).abs() <= 1e-4, "norm {norm}");
     }
 
-    let clip = Clip::load(
+    let clip = Checkpoint::load(
         &model,
         &ModelOptions {
             device: DeviceSpec::Cpu,

@@ -5,9 +5,10 @@ mod common;
 
 use std::path::PathBuf;
 
-use clipd::clip::{Clip, InputLimits};
 use clipd::demo::eval::{text_to_image_recall_at_1, zero_shot_accuracy};
+use clipd::model::Checkpoint;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
+use clipd::preprocess::InputLimits;
 use common::{cosine, floats, image_path};
 
 /// Pictures never drawn in training (training draws from its seed's stream; evaluation at
@@ -18,12 +19,12 @@ fn demo_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/demo")
 }
 
-fn load() -> Clip {
+fn load() -> Checkpoint {
     let options = ModelOptions {
         device: DeviceSpec::Cpu,
         dtype: Dtype::F32,
     };
-    Clip::load(&demo_dir(), &options, &InputLimits::default()).unwrap()
+    Checkpoint::load(&demo_dir(), &options, &InputLimits::default()).unwrap()
 }
 
 #[test]

@@ -2,9 +2,9 @@
 
 mod common;
 
-use clipd::clip::InputLimits;
 use clipd::demo::checkpoint::preprocessor_json;
 use clipd::demo::train::{demo_config, TrainSettings, Trainer};
+use clipd::preprocess::InputLimits;
 use clipd::preprocess::{ClipTokenizer, ImageLimits, ImageProcessor, ProcessorConfig};
 use common::fixtures;
 

@@ -3,8 +3,9 @@
 
 mod common;
 
-use clipd::clip::{Clip, InputLimits};
+use clipd::model::Checkpoint;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
+use clipd::preprocess::InputLimits;
 use common::*;
 
 const MIN_COSINE: f64 = 0.999;
@@ -31,7 +32,8 @@ fn reduced_precision_embeddings_stay_close_to_the_reference() {
                 device: DeviceSpec::Cpu,
                 dtype,
             };
-            let clip = Clip::load(&model_dir(name), &options, &InputLimits::default()).unwrap();
+            let clip =
+                Checkpoint::load(&model_dir(name), &options, &InputLimits::default()).unwrap();
             for (text, got) in texts.iter().zip(clip.embed_texts(&texts).unwrap()) {
                 let i = all_texts["texts"]
                     .as_array()

@@ -11,10 +11,16 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use clipd::clip::{Clip, InputLimits};
-use clipd::hub::{fetch, HubError, HubSettings};
-use clipd::model::{DeviceSpec, Dtype, ModelOptions};
+use clipd::hub::{HubError, HubSettings};
+use clipd::model::Checkpoint;
+use clipd::model::{DeviceSpec, Dtype, Family, ModelOptions};
+use clipd::preprocess::InputLimits;
 use common::model_dir;
+
+/// The hub download as the model source asks for it: the model family's files.
+fn fetch(id: &str, settings: &HubSettings) -> Result<PathBuf, HubError> {
+    clipd::hub::fetch(id, settings, Family::hub_files())
+}
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 const WEIGHTS_SHA256: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
@@ -123,7 +129,7 @@ fn embed(dir: &std::path::Path) -> Vec<f32> {
         device: DeviceSpec::Cpu,
         dtype: Dtype::F32,
     };
-    let clip = Clip::load(dir, &options, &InputLimits::default()).unwrap();
+    let clip = Checkpoint::load(dir, &options, &InputLimits::default()).unwrap();
     clip.embed_texts(&["a photo of a cat"])
         .unwrap()
         .remove(0)

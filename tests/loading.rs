@@ -7,12 +7,20 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use clipd::clip::{Clip, InputLimits};
-use clipd::error::ModelError;
+use clipd::files::FileError;
+use clipd::model::Checkpoint;
 use clipd::model::{Activation, ClipConfig, DeviceSpec, Dtype, ModelOptions};
+use clipd::model::{Family, LoadedModel, ModelError};
+use clipd::preprocess::InputLimits;
 use common::*;
 use serde_json::Value;
 use tch::{Kind, Tensor};
+
+/// What config.json said, as the checkpoint was loaded.
+fn config(clip: &Checkpoint) -> &ClipConfig {
+    let Family::HfClip(config) = &clip.family;
+    config
+}
 
 const FILES: [&str; 4] = [
     "config.json",
@@ -91,13 +99,13 @@ fn cpu_f32() -> ModelOptions {
     }
 }
 
-fn load(dir: &Path) -> Clip {
-    Clip::load(dir, &cpu_f32(), &InputLimits::default())
+fn load(dir: &Path) -> Checkpoint {
+    Checkpoint::load(dir, &cpu_f32(), &InputLimits::default())
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }
 
 fn load_err(dir: &Path) -> ModelError {
-    match Clip::load(dir, &cpu_f32(), &InputLimits::default()) {
+    match Checkpoint::load(dir, &cpu_f32(), &InputLimits::default()) {
         Ok(_) => panic!("{} loaded, but it should have failed", dir.display()),
         Err(e) => e,
     }
@@ -117,7 +125,7 @@ const TEXTS: [&str; 3] = ["a photo of a cat", "", "two dogs playing in the snow"
 const IMAGES: [&str; 3] = ["rgb_640x480.png", "q90_444_320x240.jpg", "rgba_300x200.png"];
 
 /// Text then image embeddings of a few fixed inputs.
-fn embeddings(clip: &Clip) -> Vec<Vec<f32>> {
+fn embeddings(clip: &Checkpoint) -> Vec<Vec<f32>> {
     let mut all: Vec<Vec<f32>> = clip
         .embed_texts(&TEXTS)
         .unwrap()
@@ -270,8 +278,8 @@ fn stale_position_ids_buffers_are_ignored() {
         let mut tensors = model.tensors();
         let clip = load(&model_dir(fixture));
         let positions = [
-            ("text_model", clip.config.text.max_position_embeddings),
-            ("vision_model", clip.config.vision.num_patches() + 1),
+            ("text_model", config(&clip).text.max_position_embeddings),
+            ("vision_model", config(&clip).vision.num_patches() + 1),
         ];
         for (tower, n) in positions {
             tensors.push((
@@ -310,9 +318,14 @@ fn half_precision_storage_loads_to_the_same_embeddings_as_f32_storage() {
             }
 
             let half_clip = load(&stored.dir);
+            let half_towers = LoadedModel::load(
+                config(&half_clip),
+                &stored.path("model.safetensors"),
+                &cpu_f32(),
+            )
+            .unwrap();
             assert!(
-                half_clip
-                    .model
+                half_towers
                     .vs
                     .variables()
                     .values()
@@ -346,7 +359,10 @@ fn config_error(edit: impl FnOnce(&mut Value)) -> ModelError {
     let model = TempModel::copy_of("tiny-a", "config");
     model.edit_json("config.json", edit);
     let error = load_err(&model.dir);
-    assert!(matches!(error, ModelError::Config { .. }), "{error:?}");
+    assert!(
+        matches!(error, ModelError::File(FileError::Invalid { .. })),
+        "{error:?}"
+    );
     assert_mentions(&error, &[model.path("config.json").to_str().unwrap()]);
     error
 }
@@ -356,7 +372,10 @@ fn invalid_config_json_names_the_file() {
     let model = TempModel::copy_of("tiny-a", "config-invalid");
     std::fs::write(model.path("config.json"), "{\"projection_dim\": 24,").unwrap();
     let error = load_err(&model.dir);
-    assert!(matches!(error, ModelError::Config { .. }), "{error:?}");
+    assert!(
+        matches!(error, ModelError::File(FileError::Invalid { .. })),
+        "{error:?}"
+    );
     assert_mentions(&error, &[model.path("config.json").to_str().unwrap()]);
 }
 
@@ -403,7 +422,7 @@ fn legacy_config_dicts_win_over_text_config_and_vision_config() {
     });
     let clip = load(&model.dir);
     let original = load(&model_dir("tiny-a"));
-    assert_eq!(clip.config, original.config);
+    assert_eq!(config(&clip), config(&original));
     assert_same_embeddings(&embeddings(&clip), &embeddings(&original), "tiny-a");
 }
 
@@ -464,7 +483,10 @@ fn preprocessor_error(fixture: &str, edit: impl FnOnce(&mut Value)) -> ModelErro
     let model = TempModel::copy_of(fixture, "preprocessor");
     model.edit_json("preprocessor_config.json", edit);
     let error = load_err(&model.dir);
-    assert!(matches!(error, ModelError::Config { .. }), "{error:?}");
+    assert!(
+        matches!(error, ModelError::File(FileError::Invalid { .. })),
+        "{error:?}"
+    );
     assert_mentions(
         &error,
         &[model.path("preprocessor_config.json").to_str().unwrap()],
@@ -549,7 +571,14 @@ fn invalid_tokenizer_json_names_the_file() {
     let model = TempModel::copy_of("tiny-a", "tokenizer");
     std::fs::write(model.path("tokenizer.json"), "{\"version\": \"1.0\"}").unwrap();
     let error = load_err(&model.dir);
-    assert!(matches!(error, ModelError::Tokenizer { .. }), "{error:?}");
+    assert!(
+        matches!(error, ModelError::File(FileError::Invalid { .. })),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("cannot load the tokenizer"),
+        "{error}"
+    );
     assert_mentions(&error, &[model.path("tokenizer.json").to_str().unwrap()]);
 }
 
@@ -566,7 +595,7 @@ fn cuda_without_a_gpu_is_device_unavailable() {
         device: DeviceSpec::Cuda(0),
         dtype: Dtype::F32,
     };
-    match Clip::load(&model_dir("tiny-a"), &options, &InputLimits::default()) {
+    match Checkpoint::load(&model_dir("tiny-a"), &options, &InputLimits::default()) {
         Ok(_) => panic!("loaded on cuda:0 without a GPU"),
         Err(error) => {
             assert!(

@@ -6,19 +6,20 @@ mod common;
 
 use std::collections::HashMap;
 
-use clipd::clip::{Clip, InputLimits};
+use clipd::model::Checkpoint;
 use clipd::model::{DeviceSpec, Dtype, ModelOptions};
+use clipd::preprocess::InputLimits;
 use common::*;
 use tch::Tensor;
 
 const MIN_COSINE: f64 = 0.9999;
 
-fn load(name: &str) -> Clip {
+fn load(name: &str) -> Checkpoint {
     let options = ModelOptions {
         device: DeviceSpec::Cpu,
         dtype: Dtype::F32,
     };
-    Clip::load(&model_dir(name), &options, &InputLimits::default())
+    Checkpoint::load(&model_dir(name), &options, &InputLimits::default())
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 

@@ -404,7 +404,7 @@ thread_local! {
 mod tests {
     use super::*;
     use crate::ann::UnitCosine;
-    use crate::demo::rng::SplitMix64;
+    use crate::rng::SplitMix64;
 
     const DIM: usize = 24;
 

@@ -1,6 +1,7 @@
 //! A label set embedded: one unit vector per label, and scoring a query against them.
 
 use crate::ann::{dot, HnswSettings, UnitIndex};
+use crate::model::Scoring;
 
 /// One label's score for one input.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +81,7 @@ impl Classifier {
     /// the `ef_search` (at least `top_k`) candidates it returns: probabilities are then a softmax
     /// over those, and only they can be flagged (the labels beyond weigh next to nothing at CLIP's
     /// logit scale).
-    pub fn classify(&self, query: &[f32], top_k: usize, logit_scale: f32) -> Classification {
+    pub fn classify(&self, query: &[f32], top_k: usize, scoring: Scoring) -> Classification {
         let candidates: Vec<usize> = match &self.index {
             // A pool of ef_search candidates, not just top_k: the softmax and the thresholds need
             // the labels around the best ones too.
@@ -91,16 +92,9 @@ impl Classifier {
             .iter()
             .map(|&label| self.similarity(label, query))
             .collect();
-        let best = similarities
-            .iter()
-            .copied()
-            .fold(f32::NEG_INFINITY, f32::max);
-        let mut probabilities: Vec<f32> = similarities
-            .iter()
-            .map(|s| ((s - best) * logit_scale).exp())
-            .collect();
-        let total: f32 = probabilities.iter().sum();
-        probabilities.iter_mut().for_each(|p| *p /= total);
+        let probabilities = match scoring {
+            Scoring::Softmax { logit_scale } => softmax(&similarities, logit_scale),
+        };
         let flagged = candidates
             .iter()
             .zip(&probabilities)
@@ -133,9 +127,28 @@ impl Classifier {
     }
 }
 
+/// A softmax over the labels of `logit_scale` · similarity (shifted by the best for stability).
+fn softmax(similarities: &[f32], logit_scale: f32) -> Vec<f32> {
+    let best = similarities
+        .iter()
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut probabilities: Vec<f32> = similarities
+        .iter()
+        .map(|s| ((s - best) * logit_scale).exp())
+        .collect();
+    let total: f32 = probabilities.iter().sum();
+    probabilities.iter_mut().for_each(|p| *p /= total);
+    probabilities
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn softmax_at(logit_scale: f32) -> Scoring {
+        Scoring::Softmax { logit_scale }
+    }
 
     fn unit(v: &[f32]) -> Vec<f32> {
         let n = dot(v, v).sqrt();
@@ -158,23 +171,28 @@ mod tests {
     #[test]
     fn scores_are_sorted_softmaxed_and_cut_to_top_k() {
         let c = classifier(vec![None; 3]);
-        let result = c.classify(&unit(&[1.0, 0.2]), 3, 100.0);
+        let result = c.classify(&unit(&[1.0, 0.2]), 3, softmax_at(100.0));
         let labels: Vec<&str> = result.scores.iter().map(|s| s.label.as_str()).collect();
         assert_eq!(labels, ["east", "north-east", "north"]);
         let total: f32 = result.scores.iter().map(|s| s.probability).sum();
         assert!((total - 1.0).abs() < 1e-5);
         let expected = dot(&unit(&[1.0, 0.2]), &unit(&[1.0, 1.0]));
         assert!((result.scores[1].similarity - expected).abs() < 1e-6);
-        assert_eq!(c.classify(&unit(&[1.0, 0.2]), 1, 100.0).scores.len(), 1);
+        assert_eq!(
+            c.classify(&unit(&[1.0, 0.2]), 1, softmax_at(100.0))
+                .scores
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn flagged_labels_reach_their_threshold_whatever_top_k() {
         let c = classifier(vec![Some(0.5), Some(1e-5), None]);
-        let result = c.classify(&unit(&[1.0, 0.0]), 1, 10.0);
+        let result = c.classify(&unit(&[1.0, 0.0]), 1, softmax_at(10.0));
         assert_eq!(result.scores[0].label, "east");
         assert_eq!(result.flagged, ["east", "north"]);
-        let result = c.classify(&unit(&[1.0, 0.0]), 3, 100.0);
+        let result = c.classify(&unit(&[1.0, 0.0]), 3, softmax_at(100.0));
         assert_eq!(result.flagged, ["east"]);
     }
 }

@@ -3,9 +3,11 @@
 
 mod cache;
 mod classifier;
+mod error;
+mod settings;
 pub mod templates;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,11 +15,12 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 pub use cache::CacheStats;
 pub use classifier::{Classification, Classifier, LabelScore};
+pub use error::ClassifyError;
+pub use settings::{ClassifierSettings, ClassifySettings};
 pub use templates::TemplateSet;
 
-use crate::config::{ClassifierSettings, ClassifySettings, Settings};
-use crate::engine::{EmbedInput, Engine, Timing};
-use crate::error::{ClassifyError, EngineError};
+use crate::engine::{EmbedInput, Engine, EngineError, Timing};
+use crate::model::Scoring;
 use cache::LabelCache;
 
 /// Which labels a request is classified against.
@@ -69,20 +72,24 @@ pub struct Classify {
     settings: ClassifySettings,
     named: HashMap<String, Arc<Classifier>>,
     cache: LabelCache,
-    logit_scale: f32,
+    scoring: Scoring,
 }
 
 impl Classify {
     /// Embeds the configured classifiers' labels through the engine.
-    pub async fn start(engine: Engine, settings: &Settings) -> Result<Self, EngineError> {
+    pub async fn start(
+        engine: Engine,
+        settings: &ClassifySettings,
+        classifiers: &BTreeMap<String, ClassifierSettings>,
+    ) -> Result<Self, EngineError> {
         let mut classify = Self {
-            logit_scale: engine.description().logit_scale,
+            scoring: engine.description().scoring,
             engine,
-            settings: settings.classify.clone(),
+            settings: settings.clone(),
             named: HashMap::new(),
-            cache: LabelCache::new(settings.classify.cache_bytes),
+            cache: LabelCache::new(settings.cache_bytes),
         };
-        for (name, configured) in &settings.classifiers {
+        for (name, configured) in classifiers {
             let started = Instant::now();
             let classifier = classify.build_named(configured).await?;
             tracing::info!(
@@ -160,7 +167,7 @@ impl Classify {
         let results = embedded
             .embeddings
             .iter()
-            .map(|e| classifier.classify(&e.values, top_k, self.logit_scale))
+            .map(|e| classifier.classify(&e.values, top_k, self.scoring))
             .collect();
         Ok(Classified {
             results,

@@ -92,7 +92,8 @@ pub const IMAGENET: [&str; 80] = [
 ];
 
 /// The built-in template sets, by the name the configuration and the API use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum TemplateSet {
     Default,
     Imagenet,
@@ -119,6 +120,24 @@ impl std::str::FromStr for TemplateSet {
                 "unknown template set {other:?}: expected \"default\" or \"imagenet\""
             )),
         }
+    }
+}
+
+impl TryFrom<String> for TemplateSet {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        name.parse()
+    }
+}
+
+impl From<TemplateSet> for String {
+    fn from(set: TemplateSet) -> Self {
+        match set {
+            TemplateSet::Default => "default",
+            TemplateSet::Imagenet => "imagenet",
+        }
+        .into()
     }
 }
 

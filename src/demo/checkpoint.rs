@@ -7,9 +7,9 @@ use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Kind, Tensor};
 
-use crate::clip::ModelFiles;
-use crate::error::ModelError;
-use crate::model::ClipConfig;
+use crate::files::FileError;
+use crate::model::hf_clip::ModelFiles;
+use crate::model::{ClipConfig, ModelError};
 use crate::preprocess::processor_config::{OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
 
 /// The demo's image pipeline: OpenAI's constants at 64 pixels.
@@ -31,9 +31,9 @@ pub fn preprocessor_json(side: u32) -> serde_json::Value {
 }
 
 /// Pretty JSON with a final newline, as the files beside the weights are written.
-pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), ModelError> {
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), FileError> {
     let text = serde_json::to_string_pretty(value).expect("the value serialises") + "\n";
-    std::fs::write(path, text).map_err(ModelError::writing(path))
+    std::fs::write(path, text).map_err(FileError::writing(path))
 }
 
 /// Weights are stored in f16: half the size, and the demo model loses nothing measurable.
@@ -43,7 +43,7 @@ pub fn write_checkpoint(
     vs: &VarStore,
     tokenizer_json: &Path,
 ) -> Result<(), ModelError> {
-    std::fs::create_dir_all(dir).map_err(ModelError::writing(dir))?;
+    std::fs::create_dir_all(dir).map_err(FileError::writing(dir))?;
     let files = ModelFiles::in_dir(dir);
     let mut tensors: Vec<(String, Tensor)> = vs
         .variables()
@@ -56,6 +56,6 @@ pub fn write_checkpoint(
     let side = config.vision.image_size as u32;
     write_json(&files.preprocessor, &preprocessor_json(side))?;
     std::fs::copy(tokenizer_json, &files.tokenizer)
-        .map_err(ModelError::writing(&files.tokenizer))?;
+        .map_err(FileError::writing(&files.tokenizer))?;
     Ok(())
 }

@@ -3,11 +3,11 @@
 
 use std::io::Cursor;
 
-use super::rng::SplitMix64;
 use super::shapes::{class_labels, Scene};
 use crate::ann::dot;
-use crate::clip::Clip;
-use crate::error::InputError;
+use crate::model::Checkpoint;
+use crate::preprocess::InputError;
+use crate::rng::SplitMix64;
 
 /// Pictures per forward pass.
 const CHUNK: usize = 64;
@@ -43,7 +43,7 @@ fn argmax(scores: impl Iterator<Item = f32>) -> usize {
 
 /// `count` fresh scenes from `seed`, drawn at sizes from 64 to 191 pixels, and their embeddings.
 fn embedded_scenes(
-    clip: &Clip,
+    clip: &Checkpoint,
     seed: u64,
     count: usize,
 ) -> Result<(Vec<Scene>, Vec<Vec<f32>>), InputError> {
@@ -59,7 +59,7 @@ fn embedded_scenes(
 }
 
 /// Zero-shot accuracy over the colour x shape classes with the prompt "a photo of a {label}.".
-pub fn zero_shot_accuracy(clip: &Clip, seed: u64, count: usize) -> Result<f64, InputError> {
+pub fn zero_shot_accuracy(clip: &Checkpoint, seed: u64, count: usize) -> Result<f64, InputError> {
     let prompts: Vec<String> = class_labels()
         .iter()
         .map(|l| format!("a photo of a {l}."))
@@ -86,7 +86,7 @@ pub struct Recall {
 }
 
 pub fn text_to_image_recall_at_1(
-    clip: &Clip,
+    clip: &Checkpoint,
     seed: u64,
     count: usize,
 ) -> Result<Recall, InputError> {

@@ -1,9 +1,8 @@
-//! The bundled demo model: a small CLIP that clipd trains itself on synthetic shapes.
+//! The demo model's trainer: a small CLIP that clipd trains itself on synthetic shapes (`clipd
+//! train-demo`); `model::bundled` ships what it wrote.
 
-pub mod bundled;
 pub mod checkpoint;
 pub mod eval;
-pub mod rng;
 pub mod shapes;
 pub mod train;
 
@@ -12,10 +11,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::clip::{Clip, InputLimits};
-use crate::error::ModelError;
-use crate::model::{DeviceSpec, Dtype, ModelOptions};
-use crate::preprocess::{ClipTokenizer, ImageLimits, ImageProcessor, ProcessorConfig};
+use crate::files::FileError;
+use crate::model::{Checkpoint, DeviceSpec, Dtype, ModelError, ModelOptions};
+use crate::preprocess::{ClipTokenizer, ImageLimits, ImageProcessor, InputLimits, ProcessorConfig};
 use train::{demo_config, TrainSettings, Trainer};
 
 /// Seeds of the held-out pictures: never used for training (training draws from its own seed's
@@ -72,10 +70,12 @@ pub fn train_demo(
         device: DeviceSpec::Cpu,
         dtype: Dtype::F32,
     };
-    let clip = Clip::load(out, &options, &InputLimits::default())?;
-    let bad_input = |e| ModelError::Config {
-        path: out.to_owned(),
-        reason: format!("evaluation input rejected: {e}"),
+    let clip = Checkpoint::load(out, &options, &InputLimits::default())?;
+    let bad_input = |e| {
+        ModelError::from(FileError::Invalid {
+            path: out.to_owned(),
+            reason: format!("evaluation input rejected: {e}"),
+        })
     };
     let (zero_shot_images, recall_pool) = (1000, 200);
     let accuracy =

@@ -4,8 +4,8 @@
 
 use std::f64::consts::PI;
 
-use super::rng::SplitMix64;
 use crate::preprocess::Rgb8;
+use crate::rng::SplitMix64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {

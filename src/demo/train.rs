@@ -7,10 +7,10 @@ use std::f64::consts::PI;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, TchError, Tensor};
 
-use super::rng::SplitMix64;
 use super::shapes::Scene;
 use crate::model::{Activation, ClipConfig, ClipModel, TextConfig, VisionConfig};
 use crate::preprocess::{ClipTokenizer, ImageProcessor, TokenizedText};
+use crate::rng::SplitMix64;
 
 /// The demo architecture: 64-pixel images in 8-pixel patches, two layers of width 64 per tower.
 /// Nearly all of its 3.3 M parameters are the 49,408-token embedding table.

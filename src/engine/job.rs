@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::stats::Stats;
-use crate::error::EngineError;
+use super::EngineError;
 use crate::preprocess::TokenizedText;
 
 /// One prepared input waiting for the model.

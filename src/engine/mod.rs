@@ -2,7 +2,9 @@
 //! time-bounded batches and run by the one thread that owns the model.
 
 mod batcher;
+mod error;
 mod job;
+mod settings;
 mod stats;
 mod worker;
 
@@ -17,25 +19,13 @@ pub use batcher::{BatchPolicy, Next};
 use batcher::{Batcher, ModelState};
 pub use stats::{Modality, StatsSnapshot};
 
-use crate::clip::{Clip, InputLimits};
-use crate::config::BatchingSettings;
-use crate::error::{EngineError, LoadError};
-use crate::model::ModelOptions;
-use crate::model_source::{Locations, ModelSource};
+pub use error::{EngineError, StartError};
+pub use settings::{BatchingSettings, LimitSettings};
+
+use crate::model::{Checkpoint, ModelSpec, Scoring};
 use crate::preprocess::{ClipTokenizer, ImageProcessor, TokenizedText};
 use job::{Batch, Done, Job};
 use stats::Stats;
-
-/// What to load, and how.
-#[derive(Debug, Clone)]
-pub struct ModelSpec {
-    pub source: ModelSource,
-    pub locations: Locations,
-    pub options: ModelOptions,
-    pub limits: InputLimits,
-    /// libtorch's CPU threads (0: libtorch's default).
-    pub threads: usize,
-}
 
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -54,10 +44,10 @@ pub struct ModelDescription {
     pub context_length: usize,
     pub device: String,
     pub dtype: String,
-    /// exp of the checkpoint's `logit_scale`: what CLIP multiplies cosine similarities by before
-    /// a softmax (100 for OpenAI's models).
-    pub logit_scale: f32,
-    /// The embedding of `index::PROBE_TEXT`, made while loading: what tells this checkpoint's
+    /// How the family turns cosine similarities into label probabilities (for CLIP, exp of the
+    /// checkpoint's `logit_scale`, 100 for OpenAI's models, before a softmax).
+    pub scoring: Scoring,
+    /// The embedding of `model::PROBE_TEXT`, made while loading: what tells this checkpoint's
     /// collections from another's (see `index::ModelIdentity`).
     pub probe: Vec<f32>,
 }
@@ -133,7 +123,7 @@ struct Inner {
 impl Engine {
     /// Loads the model on its own thread (downloading it first if need be) and returns once it
     /// has loaded and run its warm-up pass.
-    pub async fn start(spec: ModelSpec, settings: &EngineSettings) -> Result<Self, LoadError> {
+    pub async fn start(spec: ModelSpec, settings: &EngineSettings) -> Result<Self, StartError> {
         let stats = Arc::new(Stats::default());
         let (loaded_tx, loaded_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
@@ -145,7 +135,7 @@ impl Engine {
                 let clip = match spec.load() {
                     Ok(clip) => clip,
                     Err(e) => {
-                        let _ = loaded_tx.send(Err(e));
+                        let _ = loaded_tx.send(Err(e.into()));
                         return;
                     }
                 };
@@ -161,10 +151,10 @@ impl Engine {
                     worker::run(&clip, batch_rx, &state_tx, &thread_stats);
                 }
             })
-            .map_err(|e| LoadError::Thread(e.to_string()))?;
+            .map_err(|e| StartError::Thread(e.to_string()))?;
         let (description, (tokenizer, images)) = loaded_rx
             .await
-            .map_err(|_| LoadError::Thread("the model thread panicked".into()))??;
+            .map_err(|_| StartError::Thread("the model thread panicked".into()))??;
         let batching = &settings.batching;
         let policy = BatchPolicy {
             max_batch_size: batching.max_batch_size,
@@ -416,42 +406,8 @@ impl Drop for Unqueued<'_> {
     }
 }
 
-impl ModelSpec {
-    /// Fetches or unpacks the checkpoint if need be, sets libtorch's threads, and loads it under
-    /// the name clients see. `clipd embed` and the engine's model thread both load this way.
-    pub fn load(&self) -> Result<Clip, LoadError> {
-        if self.source == ModelSource::Bundled {
-            tracing::warn!(
-                "no model configured: using the bundled demo model, a small CLIP trained on \
-                 synthetic coloured shapes (not a real CLIP; set --model or model.source)"
-            );
-        }
-        if self.threads > 0 {
-            tch::set_num_threads(self.threads as i32);
-        }
-        let dir = self.source.locate(&self.locations)?;
-        let mut clip =
-            Clip::load(&dir, &self.options, &self.limits).map_err(|source| LoadError::Model {
-                dir: dir.clone(),
-                source,
-            })?;
-        clip.name = self.source.name(&dir);
-        Ok(clip)
-    }
-}
-
-fn describe(clip: &Clip) -> Result<ModelDescription, LoadError> {
-    let probe = clip
-        .tokenizer
-        .encode_without_limit(crate::index::PROBE_TEXT)
-        .map_err(|e| LoadError::Probe(e.to_string()))?;
-    let probe = clip.embed_tokenized(&[&probe]).remove(0);
-    if !probe.iter().all(|x| x.is_finite()) {
-        return Err(LoadError::Probe(
-            "the model's embedding of it is not finite: the checkpoint is broken".into(),
-        ));
-    }
-    let device = match clip.model.device {
+fn describe(clip: &Checkpoint) -> Result<ModelDescription, StartError> {
+    let device = match clip.towers.device() {
         tch::Device::Cuda(n) => format!("cuda:{n}"),
         _ => "cpu".into(),
     };
@@ -461,9 +417,9 @@ fn describe(clip: &Clip) -> Result<ModelDescription, LoadError> {
         image_size: clip.image_size(),
         context_length: clip.tokenizer.context_length(),
         device,
-        dtype: clip.model.dtype.to_string(),
-        logit_scale: clip.model.logit_scale(),
-        probe,
+        dtype: clip.towers.dtype().to_string(),
+        scoring: clip.scoring,
+        probe: clip.probe()?,
     })
 }
 

@@ -12,6 +12,16 @@ pub enum Modality {
     Image,
 }
 
+impl Modality {
+    /// The value of the metrics' `modality` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Stats {
     epoch: Instant,

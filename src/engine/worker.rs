@@ -10,15 +10,15 @@ use tokio::sync::{mpsc, watch};
 use super::batcher::ModelState;
 use super::job::{Batch, Done, Job};
 use super::stats::{Modality, Stats};
-use crate::clip::Clip;
-use crate::error::EngineError;
+use super::EngineError;
 use crate::model::panic_message;
+use crate::model::Checkpoint;
 use crate::telemetry;
 
 /// Runs batches until every batcher is gone, telling the batchers when it waits with an empty slot
 /// and when it takes a batch (they hold back partial batches meanwhile).
 pub(crate) fn run(
-    clip: &Clip,
+    clip: &Checkpoint,
     mut batches: mpsc::Receiver<Batch>,
     state: &watch::Sender<ModelState>,
     stats: &Stats,
@@ -90,7 +90,7 @@ fn run_batch<P>(
             let waits = jobs
                 .iter()
                 .map(|j| start.saturating_duration_since(j.enqueued));
-            telemetry::batch_ran(modality, batch_size, model, waits);
+            telemetry::batch_ran(modality.label(), batch_size, model, waits);
             for (job, values) in jobs.into_iter().zip(rows) {
                 let done = Done {
                     values,

@@ -15,7 +15,8 @@ use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use super::reload::{self, Reread};
-use crate::config::AuthSettings;
+use super::settings::AuthSettings;
+use crate::secret::Secret;
 
 /// What a service needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +63,7 @@ fn digest(key: &str) -> [u8; 32] {
 }
 
 /// The keys in a file: one per line, blank lines and lines starting with # skipped.
-fn keys_in(path: &Path) -> Result<Vec<String>, KeyFileError> {
+fn keys_in(path: &Path) -> Result<Vec<Secret>, KeyFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
         path: path.to_owned(),
         source,
@@ -71,7 +72,7 @@ fn keys_in(path: &Path) -> Result<Vec<String>, KeyFileError> {
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_owned)
+        .map(Secret::new)
         .collect())
 }
 
@@ -90,8 +91,8 @@ fn read_digests(settings: &AuthSettings) -> Result<Option<Digests>, KeyFileError
     }
     // Compared as the server compares what clients send: trimmed.
     Ok(Some(Digests {
-        read: read.iter().map(|k| digest(k.trim())).collect(),
-        write: write.iter().map(|k| digest(k.trim())).collect(),
+        read: read.iter().map(|k| digest(k.expose().trim())).collect(),
+        write: write.iter().map(|k| digest(k.expose().trim())).collect(),
     }))
 }
 
@@ -205,8 +206,8 @@ mod tests {
 
     fn keys() -> ApiKeys {
         let settings = AuthSettings {
-            read_keys: vec![" reader ".into()],
-            write_keys: vec!["writer".into()],
+            read_keys: vec![Secret::new(" reader ")],
+            write_keys: vec![Secret::new("writer")],
             ..AuthSettings::default()
         };
         ApiKeys::load(&settings).unwrap()

@@ -1,6 +1,5 @@
 //! `clipd.v1.Clip`: validate, convert, call the engine, map the error.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use futures_util::future::Either;
@@ -10,117 +9,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::collections_service;
-use super::deadline;
-use super::pb;
-use super::server::Loaded;
-use super::too_large;
-use crate::classify::{Classification, Labels, TemplateSet};
-use crate::config::Settings;
-use crate::engine::{EmbedInput, Embedded, Engine, Timing};
-use crate::error::{ClassifyError, EngineError};
+use super::convert::{embed_response, inputs};
+use super::state::State;
+use super::{collections_service, deadline, pb, too_large};
+use crate::classify::{ClassifyError, Labels};
+use crate::engine::{Engine, EngineError};
 
 pub struct ClipService {
-    /// Set once the model has loaded; until then every RPC is UNAVAILABLE.
-    pub loaded: Arc<OnceLock<Loaded>>,
-    /// Set at shutdown: new requests are refused.
-    pub stopping: tokio::sync::watch::Receiver<bool>,
-    pub settings: Settings,
-}
-
-impl ClipService {
-    fn loaded(&self) -> Result<&Loaded, Status> {
-        if *self.stopping.borrow() {
-            return Err(Status::unavailable("the server is shutting down"));
-        }
-        self.loaded
-            .get()
-            .ok_or_else(|| Status::unavailable("the model is loading; retry shortly"))
-    }
-
-    fn engine(&self) -> Result<&Engine, Status> {
-        Ok(&self.loaded()?.engine)
-    }
-}
-
-fn labels(labels: Option<pb::classify_request::Labels>) -> Result<Labels, ClassifyError> {
-    use pb::classify_request::Labels as Given;
-    match labels {
-        Some(Given::Classifier(name)) => Ok(Labels::Named(name)),
-        Some(Given::LabelSet(set)) => {
-            let template_set = match pb::TemplateSet::try_from(set.template_set) {
-                Ok(pb::TemplateSet::Unspecified | pb::TemplateSet::Default) => TemplateSet::Default,
-                Ok(pb::TemplateSet::Imagenet) => TemplateSet::Imagenet,
-                Err(_) => {
-                    return Err(ClassifyError::InvalidRequest(format!(
-                        "unknown template_set {}",
-                        set.template_set
-                    )))
-                }
-            };
-            Ok(Labels::Set {
-                labels: set.labels,
-                templates: set.templates,
-                template_set,
-            })
-        }
-        None => Err(ClassifyError::InvalidRequest(
-            "set classifier or label_set".into(),
-        )),
-    }
-}
-
-fn scores(classification: Classification) -> pb::Classification {
-    pb::Classification {
-        scores: classification
-            .scores
-            .into_iter()
-            .map(|s| pb::LabelScore {
-                label: s.label,
-                probability: s.probability,
-                similarity: s.similarity,
-            })
-            .collect(),
-        flagged: classification.flagged,
-    }
-}
-
-fn inputs(inputs: Vec<pb::Input>) -> Result<Vec<EmbedInput>, EngineError> {
-    inputs
-        .into_iter()
-        .enumerate()
-        .map(|(index, input)| match input.kind {
-            Some(pb::input::Kind::Text(text)) => Ok(EmbedInput::Text(text)),
-            Some(pb::input::Kind::Image(bytes)) => Ok(EmbedInput::Image(bytes)),
-            None => Err(EngineError::EmptyInput { index }),
-        })
-        .collect()
-}
-
-pub(super) fn timing(timing: Timing) -> pb::Timing {
-    let micros = |d: std::time::Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
-    pb::Timing {
-        preprocess_micros: micros(timing.preprocess),
-        queue_micros: micros(timing.queue),
-        model_micros: micros(timing.model),
-        batches: timing.batches as u32,
-        batch_size: timing.batch_size as u32,
-    }
-}
-
-fn response(embedded: Embedded, model: &str) -> pb::EmbedResponse {
-    pb::EmbedResponse {
-        embeddings: embedded
-            .embeddings
-            .into_iter()
-            .map(|e| pb::Embedding {
-                values: e.values,
-                truncated: e.truncated,
-            })
-            .collect(),
-        model: model.to_owned(),
-        timing: Some(timing(embedded.timing)),
-    }
+    pub state: State,
 }
 
 /// Embeds a request's inputs; past `deadline`, DEADLINE_EXCEEDED, and the inputs still queued
@@ -132,7 +28,7 @@ async fn embed(
 ) -> Result<pb::EmbedResponse, EngineError> {
     let work = async {
         let embedded = engine.embed(inputs(request.inputs)?, deadline).await?;
-        Ok(response(embedded, &engine.description().name))
+        Ok(embed_response(embedded, &engine.description().name))
     };
     deadline::within(deadline, work).await
 }
@@ -144,7 +40,7 @@ impl pb::clip_server::Clip for ClipService {
         request: Request<pb::EmbedRequest>,
     ) -> Result<Response<pb::EmbedResponse>, Status> {
         let deadline = deadline::of(&request);
-        let engine = self.engine()?;
+        let engine = &self.state.loaded()?.engine;
         let response = embed(engine, request.into_inner(), deadline).await?;
         Ok(Response::new(response))
     }
@@ -156,8 +52,8 @@ impl pb::clip_server::Clip for ClipService {
         request: Request<Streaming<pb::EmbedRequest>>,
     ) -> Result<Response<Self::EmbedStreamStream>, Status> {
         let deadline = deadline::of(&request);
-        let engine = self.engine()?.clone();
-        let limit = self.settings.server.stream_max_in_flight;
+        let engine = self.state.loaded()?.engine.clone();
+        let limit = self.state.advertised.stream_max_in_flight;
         let (responses, stream) = mpsc::channel(limit);
         tokio::spawn(run_stream(
             engine,
@@ -174,10 +70,13 @@ impl pb::clip_server::Clip for ClipService {
         request: Request<pb::ClassifyRequest>,
     ) -> Result<Response<pb::ClassifyResponse>, Status> {
         let deadline = deadline::of(&request);
-        let loaded = self.loaded()?;
+        let loaded = self.state.loaded()?;
         let request = request.into_inner();
         let work = async {
-            let labels = labels(request.labels)?;
+            let labels: Labels = request
+                .labels
+                .ok_or_else(|| ClassifyError::InvalidRequest("set classifier or label_set".into()))?
+                .try_into()?;
             let inputs = inputs(request.inputs)?;
             let top_k = request.top_k as usize;
             loaded
@@ -187,9 +86,9 @@ impl pb::clip_server::Clip for ClipService {
         };
         let classified = deadline::within(deadline, work).await?;
         Ok(Response::new(pb::ClassifyResponse {
-            results: classified.results.into_iter().map(scores).collect(),
+            results: classified.results.into_iter().map(Into::into).collect(),
             model: loaded.engine.description().name.clone(),
-            timing: Some(timing(classified.timing)),
+            timing: Some(classified.timing.into()),
         }))
     }
 
@@ -197,9 +96,9 @@ impl pb::clip_server::Clip for ClipService {
         &self,
         _: Request<pb::GetModelInfoRequest>,
     ) -> Result<Response<pb::ModelInfo>, Status> {
-        let loaded = self.loaded()?;
-        let model = loaded.engine.description();
-        let (limits, batching) = (&self.settings.limits, &self.settings.batching);
+        let model = self.state.loaded()?.engine.description();
+        let advertised = &*self.state.advertised;
+        let (limits, batching) = (&advertised.limits, &advertised.batching);
         let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(Response::new(pb::ModelInfo {
             name: model.name.clone(),
@@ -212,12 +111,12 @@ impl pb::clip_server::Clip for ClipService {
             max_image_bytes: limits.max_image_bytes as u64,
             max_image_pixels: limits.max_image_pixels,
             max_text_bytes: clamp(limits.max_text_bytes as u64),
-            max_message_bytes: self.settings.server.max_message_bytes as u64,
+            max_message_bytes: advertised.max_message_bytes as u64,
             max_batch_size: clamp(batching.max_batch_size as u64),
             max_delay_ms: clamp(batching.max_delay_ms),
-            logit_scale: model.logit_scale,
-            classifiers: self.settings.classifiers.keys().cloned().collect(),
-            max_top_k: clamp(self.settings.index.max_top_k as u64),
+            logit_scale: model.scoring.logit_scale(),
+            classifiers: advertised.classifiers.clone(),
+            max_top_k: clamp(advertised.max_top_k as u64),
         }))
     }
 
@@ -226,7 +125,7 @@ impl pb::clip_server::Clip for ClipService {
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let deadline = deadline::of(&request);
-        let loaded = self.loaded()?;
+        let loaded = self.state.loaded()?;
         let work = collections_service::search(loaded, request.into_inner(), deadline);
         Ok(Response::new(deadline::within(deadline, work).await?))
     }

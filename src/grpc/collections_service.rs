@@ -1,34 +1,22 @@
 //! `clipd.v1.Collections` and `Clip.Search`: validate, convert, embed what needs embedding, call
 //! the collection (on the blocking pool: log flushes and graph work), map the error.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use super::clip_service::timing;
-use super::deadline;
-use super::pb;
-use super::server::Loaded;
+use super::convert::{self, metadata};
+use super::state::{Loaded, State};
+use super::{deadline, pb};
 use crate::ann::HnswSettings;
-use crate::engine::{EmbedInput, Engine};
-use crate::error::{EngineError, IndexError};
-use crate::index::{self, Collection, Info, Item, Listed, Metadata, Registry, Search, Target};
+use crate::engine::{EmbedInput, Engine, EngineError};
+use crate::index::{
+    self, Collection, IndexError, Item, Listed, Metadata, Registry, Search, Subject, Target,
+};
 
 pub struct CollectionsService {
-    pub loaded: Arc<OnceLock<Loaded>>,
-    pub stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-impl CollectionsService {
-    fn loaded(&self) -> Result<&Loaded, Status> {
-        if *self.stopping.borrow() {
-            return Err(Status::unavailable("the server is shutting down"));
-        }
-        self.loaded
-            .get()
-            .ok_or_else(|| Status::unavailable("the model is loading; retry shortly"))
-    }
+    pub state: State,
 }
 
 /// Runs collection work on the blocking pool.
@@ -76,27 +64,6 @@ fn checked_ids(ids: &[String], max: usize) -> Result<(), IndexError> {
     }
 }
 
-fn info(info: Info) -> pb::CollectionInfo {
-    let m = info.manifest;
-    pb::CollectionInfo {
-        name: m.name,
-        model: m.model,
-        dim: m.dim as u32,
-        count: info.count as u64,
-        m: m.hnsw.m as u32,
-        ef_construction: m.hnsw.ef_construction as u32,
-        ef_search: m.hnsw.ef_search as u32,
-        tombstones: info.tombstones as u64,
-        unsnapshotted_writes: info.unsnapshotted_writes,
-        rebuilding: info.rebuilding,
-        rebuilds: info.rebuilds,
-    }
-}
-
-fn metadata(map: std::collections::HashMap<String, String>) -> Metadata {
-    map.into_iter().collect()
-}
-
 /// What an item or a query is made from, before embedding.
 enum Content {
     Embed(EmbedInput),
@@ -104,27 +71,26 @@ enum Content {
 }
 
 /// Unit vectors for the contents, in order: given vectors are checked and normalised, texts and
-/// images are embedded together in one engine request. Errors name the content's index as
-/// `what` (item or query).
+/// images are embedded together in one engine request. Errors name the content's subject.
 async fn vectors(
     engine: &Engine,
     dim: usize,
-    contents: Vec<(usize, Content)>,
+    contents: Vec<(Subject, Content)>,
     deadline: Option<Instant>,
 ) -> Result<(Vec<Vec<f32>>, Option<pb::Timing>), IndexError> {
     let mut out: Vec<Option<Vec<f32>>> = vec![None; contents.len()];
     let mut to_embed = Vec::new();
     let mut embedded_at = Vec::new();
-    for (position, (index, content)) in contents.into_iter().enumerate() {
+    for (position, (of, content)) in contents.into_iter().enumerate() {
         match content {
             Content::Vector(values) => {
                 let unit = index::unit_vector(values, dim)
-                    .map_err(|e| invalid(format!("item {index}: {e}")))?;
+                    .map_err(|reason| IndexError::Content { of, reason })?;
                 out[position] = Some(unit);
             }
             Content::Embed(input) => {
                 to_embed.push(input);
-                embedded_at.push((position, index));
+                embedded_at.push((position, of));
             }
         }
     }
@@ -134,15 +100,16 @@ async fn vectors(
             .embed(to_embed, deadline)
             .await
             .map_err(|e| match e {
-                EngineError::Input { index, source } => {
-                    invalid(format!("item {}: {source}", embedded_at[index].1))
-                }
+                EngineError::Input { index, source } => IndexError::Content {
+                    of: embedded_at[index].1,
+                    reason: source.to_string(),
+                },
                 other => IndexError::Engine(other),
             })?;
         for ((position, _), embedding) in embedded_at.iter().zip(embedded.embeddings) {
             out[*position] = Some(embedding.values);
         }
-        timing_out = Some(timing(embedded.timing));
+        timing_out = Some(embedded.timing.into());
     }
     Ok((
         out.into_iter()
@@ -200,12 +167,13 @@ pub async fn search(
         }
         None => return Err(invalid("set a query: text, image, vector or id".into())),
     };
-    let (mut vectors, timing) = vectors(&loaded.engine, dim, vec![(0, content)], deadline)
-        .await
-        .map_err(|e| match e {
-            IndexError::InvalidRequest(m) => invalid(m.replacen("item 0", "the query", 1)),
-            other => other,
-        })?;
+    let (mut vectors, timing) = vectors(
+        &loaded.engine,
+        dim,
+        vec![(Subject::Query, content)],
+        deadline,
+    )
+    .await?;
     let target = Target::Vector(vectors.pop().expect("one vector"));
     run_search(collection, target, top_k, request.ef_search, filter, timing).await
 }
@@ -235,15 +203,7 @@ async fn run_search(
     let took = started.elapsed();
     crate::telemetry::searched(took);
     Ok(pb::SearchResponse {
-        hits: found
-            .hits
-            .into_iter()
-            .map(|h| pb::Hit {
-                id: h.id,
-                score: h.score,
-                metadata: h.metadata.into_iter().collect(),
-            })
-            .collect(),
+        hits: found.hits.into_iter().map(Into::into).collect(),
         exact: found.exact,
         search_micros: took.as_micros() as u64,
         timing,
@@ -263,8 +223,9 @@ async fn items(
     let mut contents = Vec::with_capacity(given.len());
     let mut heads = Vec::with_capacity(given.len());
     for (index, item) in given.into_iter().enumerate() {
-        if let Some(problem) = index::id_problem(&item.id) {
-            return Err(invalid(format!("item {index}: {problem}")));
+        let of = Subject::Item(index);
+        if let Some(reason) = index::id_problem(&item.id) {
+            return Err(IndexError::Content { of, reason });
         }
         if let Some(first) = seen.insert(item.id.clone(), index) {
             return Err(invalid(format!(
@@ -273,8 +234,8 @@ async fn items(
             )));
         }
         let meta = metadata(item.metadata);
-        if let Some(problem) = index::metadata_problem(&meta) {
-            return Err(invalid(format!("item {index}: {problem}")));
+        if let Some(reason) = index::metadata_problem(&meta) {
+            return Err(IndexError::Content { of, reason });
         }
         use pb::item::Content as Given;
         let content = match item.content {
@@ -287,7 +248,7 @@ async fn items(
                 )))
             }
         };
-        contents.push((index, content));
+        contents.push((of, content));
         heads.push((item.id, meta));
     }
     let dim = collection.manifest().dim;
@@ -314,7 +275,7 @@ impl pb::collections_server::Collections for CollectionsService {
         &self,
         request: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
-        let registry = registry(self.loaded()?);
+        let registry = registry(self.state.loaded()?);
         let r = request.into_inner();
         let hnsw = HnswSettings {
             m: r.m as usize,
@@ -323,7 +284,7 @@ impl pb::collections_server::Collections for CollectionsService {
         };
         let created = blocking(move || registry.create(&r.name, hnsw)).await?;
         Ok(Response::new(pb::CreateCollectionResponse {
-            collection: Some(info(created)),
+            collection: Some(created.into()),
         }))
     }
 
@@ -331,7 +292,7 @@ impl pb::collections_server::Collections for CollectionsService {
         &self,
         request: Request<pb::DropCollectionRequest>,
     ) -> Result<Response<pb::DropCollectionResponse>, Status> {
-        let registry = registry(self.loaded()?);
+        let registry = registry(self.state.loaded()?);
         let name = request.into_inner().name;
         blocking(move || registry.drop_collection(&name)).await?;
         Ok(Response::new(pb::DropCollectionResponse {}))
@@ -341,12 +302,12 @@ impl pb::collections_server::Collections for CollectionsService {
         &self,
         _: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        let registry = registry(self.loaded()?);
+        let registry = registry(self.state.loaded()?);
         let listed = blocking(move || Ok(registry.list())).await?;
         let collections = listed
             .into_iter()
             .map(|(name, listed)| match listed {
-                Listed::Open(i) => info(i),
+                Listed::Open(i) => i.into(),
                 // Listed so that it can be found and dropped; its counts are unknown.
                 Listed::Closed(manifest, _) => pb::CollectionInfo {
                     name,
@@ -366,10 +327,14 @@ impl pb::collections_server::Collections for CollectionsService {
         &self,
         request: Request<pb::GetCollectionRequest>,
     ) -> Result<Response<pb::GetCollectionResponse>, Status> {
-        let collection = self.loaded()?.collections.get(&request.into_inner().name)?;
+        let collection = self
+            .state
+            .loaded()?
+            .collections
+            .get(&request.into_inner().name)?;
         let described = blocking(move || Ok(collection.info())).await?;
         Ok(Response::new(pb::GetCollectionResponse {
-            collection: Some(info(described)),
+            collection: Some(described.into()),
         }))
     }
 
@@ -378,7 +343,7 @@ impl pb::collections_server::Collections for CollectionsService {
         request: Request<pb::UpsertRequest>,
     ) -> Result<Response<pb::UpsertResponse>, Status> {
         let deadline = deadline::of(&request);
-        let loaded = self.loaded()?;
+        let loaded = self.state.loaded()?;
         let r = request.into_inner();
         let collection = loaded.collections.get(&r.collection)?;
         let max_items = loaded.engine.max_inputs_per_request();
@@ -396,7 +361,7 @@ impl pb::collections_server::Collections for CollectionsService {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let loaded = self.loaded()?;
+        let loaded = self.state.loaded()?;
         let r = request.into_inner();
         let collection = loaded.collections.get(&r.collection)?;
         checked_ids(&r.ids, loaded.engine.max_inputs_per_request())?;
@@ -410,22 +375,14 @@ impl pb::collections_server::Collections for CollectionsService {
         &self,
         request: Request<pb::GetItemsRequest>,
     ) -> Result<Response<pb::GetItemsResponse>, Status> {
-        let loaded = self.loaded()?;
+        let loaded = self.state.loaded()?;
         let r = request.into_inner();
         checked_ids(&r.ids, index::MAX_GET_IDS)?;
         let collection = loaded.collections.get(&r.collection)?;
         let found = blocking(move || Ok(collection.get(&r.ids))).await?;
         let items = found
             .into_iter()
-            .map(|item| pb::Item {
-                id: item.id,
-                content: r.with_vectors.then(|| {
-                    pb::item::Content::Vector(pb::Vector {
-                        values: item.vector,
-                    })
-                }),
-                metadata: item.metadata.into_iter().collect(),
-            })
+            .map(|item| convert::item(item, r.with_vectors))
             .collect();
         Ok(Response::new(pb::GetItemsResponse { items }))
     }

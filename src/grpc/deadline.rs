@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tonic::{Request, Status};
 
-use crate::error::EngineError;
+use crate::engine::EngineError;
 
 /// tonic's own timeout layer answers CANCELLED at the client's deadline; clipd answers
 /// DEADLINE_EXCEEDED (and drops the request's queued inputs) this much earlier, so that its answer

@@ -2,8 +2,10 @@
 //! successful or streamed response is in its trailers, so the response body is wrapped and the
 //! request is recorded when the body ends (or is dropped: a client that went away, "Cancelled").
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -47,7 +49,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let rpc = telemetry::rpc_label(request.uri().path());
+        let rpc = rpc_label(request.uri().path());
         let started = Instant::now();
         let answer = self.inner.call(request);
         Box::pin(async move {
@@ -146,5 +148,60 @@ impl Body for Observed {
 impl Drop for Observed {
     fn drop(&mut self) {
         self.record();
+    }
+}
+
+/// The gRPC methods the server has, as `package.Service/Method`: the only values of the `rpc`
+/// label (anything else is "unknown", so that made-up paths cannot grow the label set).
+pub fn rpc_label(path: &str) -> &'static str {
+    static METHODS: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    let methods = METHODS.get_or_init(|| {
+        use prost::Message;
+        let mut names: Vec<String> = vec![
+            "grpc.health.v1.Health/Check".into(),
+            "grpc.health.v1.Health/Watch".into(),
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo".into(),
+            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo".into(),
+        ];
+        let set = prost_types::FileDescriptorSet::decode(super::pb::FILE_DESCRIPTOR_SET)
+            .expect("the built-in descriptor set decodes");
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    names.push(format!(
+                        "{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+        names
+            .into_iter()
+            .map(|n| &*Box::leak(n.into_boxed_str()))
+            .collect()
+    });
+    let path = path.strip_prefix('/').unwrap_or(path);
+    methods.get(path).copied().unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_labels_are_the_servers_methods() {
+        assert_eq!(rpc_label("/clipd.v1.Clip/Embed"), "clipd.v1.Clip/Embed");
+        assert_eq!(
+            rpc_label("/clipd.v1.Collections/Upsert"),
+            "clipd.v1.Collections/Upsert"
+        );
+        assert_eq!(
+            rpc_label("/grpc.health.v1.Health/Check"),
+            "grpc.health.v1.Health/Check"
+        );
+        assert_eq!(rpc_label("/clipd.v1.Clip/Nope"), "unknown");
+        assert_eq!(rpc_label("/x"), "unknown");
     }
 }

@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
 
 use super::reload::{self, Reread};
-use crate::config::TlsSettings;
+use super::settings::TlsSettings;
 
 /// A client that has not finished its handshake by then is dropped, so that it cannot hold a
 /// connection slot.

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use super::snapshot;
 use super::store::{Found, Item, Metadata, Query, Store};
 use super::wal::{Op, Wal};
+use super::IndexError;
+use super::IndexSettings;
 use crate::ann::HnswSettings;
-use crate::config::IndexSettings;
-use crate::error::IndexError;
 
 const MANIFEST: &str = "collection.json";
 const WAL: &str = "wal.log";
@@ -475,7 +475,7 @@ fn apply(store: &mut Store, op: Op) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::rng::SplitMix64;
+    use crate::rng::SplitMix64;
 
     const DIM: usize = 8;
 

@@ -5,14 +5,11 @@
 
 use crate::ann::dot;
 
-/// The text embedded to fingerprint a model.
-pub const PROBE_TEXT: &str = "a photo of a red apple on a wooden table";
-
 /// The same weights agree far closer than this in any dtype or on any device (bf16 about
 /// 0.999); another checkpoint's embedding of the text points elsewhere.
 const SAME_MODEL_COSINE: f32 = 0.99;
 
-/// The model a server runs: its name, dimension and embedding of `PROBE_TEXT`.
+/// The model a server runs: its name, dimension and embedding of `model::PROBE_TEXT`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelIdentity {
     pub name: String,

@@ -3,15 +3,19 @@
 
 mod codec;
 mod collection;
+mod error;
 mod identity;
 mod registry;
+mod settings;
 mod snapshot;
 mod store;
 mod wal;
 
 pub use collection::{Collection, Info, Manifest, Search, Target};
-pub use identity::{ModelIdentity, PROBE_TEXT};
+pub use error::{IndexError, Subject};
+pub use identity::ModelIdentity;
 pub use registry::{name_problem, Listed, Registry};
+pub use settings::IndexSettings;
 pub use store::{Found, Hit, Item, Metadata};
 
 use crate::ann::dot;

@@ -9,9 +9,9 @@ use parking_lot::RwLock;
 
 use super::collection::{Collection, Info, Manifest};
 use super::identity::ModelIdentity;
+use super::IndexError;
+use super::IndexSettings;
 use crate::ann::HnswSettings;
-use crate::config::IndexSettings;
-use crate::error::IndexError;
 
 /// Directory prefixes of collections being created or dropped; left-overs of a crash are removed.
 const CREATING: &str = ".creating-";

@@ -493,7 +493,7 @@ fn new_graph(settings: &HnswSettings, capacity: usize) -> Hnsw<'static, f32, Uni
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::rng::SplitMix64;
+    use crate::rng::SplitMix64;
 
     fn unit(rng: &mut SplitMix64, dim: usize) -> Vec<f32> {
         let v: Vec<f32> = (0..dim).map(|_| rng.unit() as f32 - 0.5).collect();

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ModelError;
+use super::ModelError;
+use crate::files::read_json;
 
 /// The activation named by `hidden_act`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -114,28 +115,13 @@ struct RawConfig {
     vision_config_dict: Option<VisionConfig>,
 }
 
-/// Reads a JSON file of a checkpoint with `parse`; errors name the file.
-pub fn read_json_file<T>(
-    path: &Path,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Result<T, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse(&text).map_err(|reason| ModelError::Config {
-        path: path.to_owned(),
-        reason,
-    })
-}
-
 fn default_projection_dim() -> i64 {
     512
 }
 
 impl ClipConfig {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        read_json_file(path, Self::from_json)
+        Ok(read_json(path, Self::from_json)?)
     }
 
     pub fn from_json(json: &str) -> Result<Self, String> {

@@ -1,8 +1,17 @@
-//! CLIP in tch, mirroring Hugging Face's `CLIPModel` module by module and name by name.
+//! The models clipd serves: where a checkpoint comes from (`source`, `bundled`), what family it
+//! is (`family`, the seam every family plugs into), and each family's modules, mirroring its
+//! reference implementation name by name (`hf_clip`: Hugging Face's `CLIPModel`, built here).
 
+pub mod bundled;
+pub mod checkpoint;
 pub mod config;
+mod error;
+pub mod family;
+pub mod hf_clip;
 mod layers;
 pub mod options;
+mod settings;
+pub mod source;
 mod text;
 mod vision;
 mod weights;
@@ -12,12 +21,15 @@ use std::path::Path;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
+pub use checkpoint::{Checkpoint, TextEmbedding, PROBE_TEXT};
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub use error::ModelError;
+pub use family::{Family, Scoring, Towers};
 pub use options::{DeviceSpec, Dtype, ModelOptions};
+pub use settings::ModelSettings;
+pub use source::{LoadError, Locations, ModelSource, ModelSpec, SourceError};
 pub use text::TextTransformer;
 pub use vision::VisionTransformer;
-
-use crate::error::ModelError;
 
 /// CLIP's two towers and their projections into the shared embedding space.
 #[derive(Debug)]

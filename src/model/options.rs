@@ -3,12 +3,15 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use crate::error::ModelError;
+use super::ModelError;
 
-/// `auto` (the first GPU when there is one, else the CPU), `cpu`, `cuda` or `cuda:N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// `auto` (the first GPU when there is one, else the CPU), `cpu`, `cuda` or `cuda:N`. Settings
+/// hold it as that text, checked when they are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DeviceSpec {
     #[default]
     Auto,
@@ -80,7 +83,8 @@ impl DeviceSpec {
 }
 
 /// The precision of the weights and of the computation; embeddings are returned as f32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Dtype {
     #[default]
     F32,
@@ -120,6 +124,28 @@ impl Dtype {
         }
     }
 }
+
+/// Settings spell devices and dtypes as their text.
+macro_rules! text_conversions {
+    ($type:ty) => {
+        impl TryFrom<String> for $type {
+            type Error = ModelError;
+
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                text.parse()
+            }
+        }
+
+        impl From<$type> for String {
+            fn from(value: $type) -> Self {
+                value.to_string()
+            }
+        }
+    };
+}
+
+text_conversions!(DeviceSpec);
+text_conversions!(Dtype);
 
 /// How to load a model.
 #[derive(Debug, Clone, Copy, Default)]

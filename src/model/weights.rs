@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 use tch::{nn::VarStore, Kind, Tensor};
 
-use crate::error::ModelError;
+use super::ModelError;
+use crate::files::FileError;
 
 /// Buffers that older `transformers` versions saved with the weights; they hold `arange(n)` and
 /// are recomputed, so, as in `transformers`, they are accepted and not read.
@@ -41,7 +42,7 @@ pub struct WeightsFile {
 
 impl WeightsFile {
     pub fn open(path: &Path) -> Result<Self, ModelError> {
-        let read_error = |source| ModelError::Read {
+        let read_error = |source| FileError::Read {
             path: path.to_owned(),
             source,
         };

@@ -10,7 +10,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use super::jpeg_end;
 use super::processor_config::{ProcessorConfig, Resize};
 use super::resample::{resize_bicubic, resize_bicubic_region, Rgb8};
-use crate::error::InputError;
+use super::InputError;
 
 /// Bounds on what one image may cost before and after decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

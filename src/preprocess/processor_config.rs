@@ -5,8 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::error::ModelError;
-use crate::model::config::read_json_file;
+use crate::files::{read_json, FileError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resize {
@@ -108,8 +107,8 @@ fn three(values: Option<Vec<f32>>, key: &str, default: [f64; 3]) -> Result<[f32;
 }
 
 impl ProcessorConfig {
-    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        read_json_file(path, Self::from_json)
+    pub fn from_file(path: &Path) -> Result<Self, FileError> {
+        read_json(path, Self::from_json)
     }
 
     pub fn from_json(json: &str) -> Result<Self, String> {

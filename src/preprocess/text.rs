@@ -6,7 +6,8 @@ use std::path::Path;
 use tch::Tensor;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::error::{InputError, ModelError};
+use super::InputError;
+use crate::files::FileError;
 
 /// Token ids of one text, start and end tokens included, not padded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,10 +34,10 @@ impl ClipTokenizer {
         path: &Path,
         context_length: usize,
         max_text_bytes: usize,
-    ) -> Result<Self, ModelError> {
-        let error = |reason: String| ModelError::Tokenizer {
+    ) -> Result<Self, FileError> {
+        let error = |reason: String| FileError::Invalid {
             path: path.to_owned(),
-            reason,
+            reason: format!("cannot load the tokenizer: {reason}"),
         };
         let mut tokenizer = Tokenizer::from_file(path).map_err(|e| error(e.to_string()))?;
         tokenizer.with_padding(None);

@@ -6,7 +6,7 @@
 
 pub mod http;
 
-use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -14,8 +14,7 @@ use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::engine::Modality;
+use serde::{Deserialize, Serialize};
 
 pub const REQUESTS: &str = "clipd_requests_total";
 pub const REQUEST_DURATION: &str = "clipd_request_duration_seconds";
@@ -135,16 +134,15 @@ fn describe() {
     }
 }
 
-fn modality(m: Modality) -> &'static str {
-    match m {
-        Modality::Text => "text",
-        Modality::Image => "image",
-    }
-}
-
 /// A batch the model answered: its size, its model time, and how long each input waited.
-pub fn batch_ran(m: Modality, size: usize, model: Duration, waits: impl Iterator<Item = Duration>) {
-    let m = modality(m);
+/// `modality` is the label value ("text" or "image").
+pub fn batch_ran(
+    modality: &'static str,
+    size: usize,
+    model: Duration,
+    waits: impl Iterator<Item = Duration>,
+) {
+    let m = modality;
     histogram!(BATCH_SIZE, "modality" => m).record(size as f64);
     histogram!(MODEL_BATCH, "modality" => m).record(model.as_secs_f64());
     let wait = histogram!(QUEUE_WAIT, "modality" => m);
@@ -214,59 +212,27 @@ pub fn build_info(model: &str, device: &str, dtype: &str) {
     .set(1.0);
 }
 
-/// The gRPC methods the server has, as `package.Service/Method`: the only values of the `rpc`
-/// label (anything else is "unknown", so that made-up paths cannot grow the label set).
-pub fn rpc_label(path: &str) -> &'static str {
-    static METHODS: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    let methods = METHODS.get_or_init(|| {
-        use prost::Message;
-        let mut names: Vec<String> = vec![
-            "grpc.health.v1.Health/Check".into(),
-            "grpc.health.v1.Health/Watch".into(),
-            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo".into(),
-            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo".into(),
-        ];
-        let set = prost_types::FileDescriptorSet::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET)
-            .expect("the built-in descriptor set decodes");
-        for file in &set.file {
-            for service in &file.service {
-                for method in &service.method {
-                    names.push(format!(
-                        "{}.{}/{}",
-                        file.package(),
-                        service.name(),
-                        method.name()
-                    ));
-                }
-            }
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve GET /metrics, /livez and /readyz.
+    pub enabled: bool,
+    /// Where (port 0: any free port).
+    pub addr: SocketAddr,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: ([0, 0, 0, 0], 9090).into(),
         }
-        names
-            .into_iter()
-            .map(|n| &*Box::leak(n.into_boxed_str()))
-            .collect()
-    });
-    let path = path.strip_prefix('/').unwrap_or(path);
-    methods.get(path).copied().unwrap_or("unknown")
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rpc_labels_are_the_servers_methods() {
-        assert_eq!(rpc_label("/clipd.v1.Clip/Embed"), "clipd.v1.Clip/Embed");
-        assert_eq!(
-            rpc_label("/clipd.v1.Collections/Upsert"),
-            "clipd.v1.Collections/Upsert"
-        );
-        assert_eq!(
-            rpc_label("/grpc.health.v1.Health/Check"),
-            "grpc.health.v1.Health/Check"
-        );
-        assert_eq!(rpc_label("/clipd.v1.Clip/Nope"), "unknown");
-        assert_eq!(rpc_label("/x"), "unknown");
-    }
 
     #[test]
     fn unlabelled_counters_start_at_zero() {

@@ -1,10 +1,11 @@
 //! Classify over the bundled demo model, which knows six colours and four shapes.
 
-use clipd::config::{ClassifierSettings, Settings};
+use clipd::classify::ClassifierSettings;
+use clipd::config::Settings;
 use clipd::demo::eval::png;
-use clipd::demo::rng::SplitMix64;
 use clipd::demo::shapes::{class_labels, label_vocabulary, Scene};
 use clipd::grpc::pb::{self, classify_request::Labels};
+use clipd::rng::SplitMix64;
 
 use crate::support::*;
 
@@ -309,6 +310,7 @@ async fn bad_classify_requests_are_refused() {
 async fn hnsw_top_1_matches_exact_scoring_on_a_large_vocabulary() {
     use clipd::ann::HnswSettings;
     use clipd::classify::Classifier;
+    use clipd::model::Scoring;
     let server = TestServer::start(demo_settings()).await;
     let engine = server.server.engine().unwrap().clone();
     let labels = label_vocabulary(20_000);
@@ -328,6 +330,7 @@ async fn hnsw_top_1_matches_exact_scoring_on_a_large_vocabulary() {
         let response = embed(&mut server.client.clone(), chunk.to_vec()).await;
         queries.extend(response.embeddings.into_iter().map(|e| e.values));
     }
+    const SOFTMAX: Scoring = Scoring::Softmax { logit_scale: 100.0 };
     let hnsw = HnswSettings::default();
     let none = vec![None; labels.len()];
     let (approximate, exact) = tokio::task::spawn_blocking(move || {
@@ -348,8 +351,8 @@ async fn hnsw_top_1_matches_exact_scoring_on_a_large_vocabulary() {
     let agree = queries
         .iter()
         .filter(|q| {
-            let a = approximate.classify(q, 1, 100.0);
-            let e = exact.classify(q, 1, 100.0);
+            let a = approximate.classify(q, 1, SOFTMAX);
+            let e = exact.classify(q, 1, SOFTMAX);
             a.scores[0].label == e.scores[0].label
         })
         .count();

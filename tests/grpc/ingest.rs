@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use clipd::demo::eval::png;
-use clipd::demo::rng::SplitMix64;
 use clipd::demo::shapes::Scene;
 use clipd::grpc::pb;
 use clipd::grpc::pb::collections_client::CollectionsClient;
+use clipd::rng::SplitMix64;
 
 use crate::support::*;
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clipd::config::Settings;
 use clipd::demo::eval::png;
-use clipd::demo::rng::SplitMix64;
 use clipd::demo::shapes::{class_labels, Scene};
 use clipd::grpc::pb::collections_client::CollectionsClient;
 use clipd::grpc::pb::{self, item::Content, search_request::Query};
+use clipd::rng::SplitMix64;
 use tonic::transport::Channel;
 use tonic::Code;
 

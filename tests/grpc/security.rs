@@ -3,7 +3,8 @@
 use clipd::grpc::pb;
 use clipd::grpc::pb::clip_client::ClipClient;
 use clipd::grpc::pb::collections_client::CollectionsClient;
-use clipd::grpc::RunningServer;
+use clipd::secret::Secret;
+use clipd::server::RunningServer;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -24,7 +25,7 @@ fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_guard_reads_and_writes_but_not_probes() {
     let mut s = settings("tiny-a");
-    s.auth.read_keys = vec!["read-key".into()];
+    s.auth.read_keys = vec![Secret::new("read-key")];
     let keys_file = scratch_dir("keys").join("write.keys");
     std::fs::write(&keys_file, "# writers\nwrite-key\n").unwrap();
     s.auth.write_keys_file = Some(keys_file.clone());

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clipd::config::Settings;
 use clipd::grpc::pb::clip_client::ClipClient;
 use clipd::grpc::pb::{self, input::Kind};
-use clipd::grpc::RunningServer;
+use clipd::server::RunningServer;
 use tonic::transport::Channel;
 
 use crate::common;

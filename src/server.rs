@@ -1,5 +1,6 @@
-//! The server: binds first and answers health checks (NOT_SERVING) while the model loads, then
-//! serves `clipd.v1.Clip`, `grpc.health.v1.Health` and reflection (v1 and v1alpha).
+//! The server, where everything is put together from the settings: binds first and answers
+//! health checks (NOT_SERVING) while the model loads, then serves `clipd.v1.Clip`,
+//! `clipd.v1.Collections`, `grpc.health.v1.Health` and reflection (v1 and v1alpha), and metrics.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -14,20 +15,15 @@ use tonic_health::ServingStatus;
 
 use tonic::service::interceptor::InterceptedService;
 
-use super::auth::{Access, ApiKeys};
-use super::clip_service::ClipService;
-use super::collections_service::CollectionsService;
-use super::deadline;
-use super::observe::ObserveLayer;
-use super::pb;
-use super::tls::Tls;
-use super::too_large;
 use crate::classify::Classify;
 use crate::config::Settings;
-use crate::engine::{Engine, EngineSettings, Health, ModelSpec};
-use crate::error::LoadError;
+use crate::engine::{Engine, EngineError, EngineSettings, Health, StartError};
+use crate::grpc::{
+    pb, stamp_deadline, Access, Advertised, ApiKeys, ClipService, CollectionsService, Loaded,
+    ObserveLayer, State, Tls,
+};
 use crate::index::{ModelIdentity, Registry};
-use crate::model_source::Locations;
+use crate::model::{Locations, ModelSpec};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,11 +47,20 @@ pub enum ServeError {
     Panicked,
 }
 
-/// What the services answer with, once the model has loaded.
-pub struct Loaded {
-    pub engine: Engine,
-    pub classify: Classify,
-    pub collections: Arc<Registry>,
+/// Starting the model, the classifiers or the collections failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Engine(#[from] StartError),
+    #[error("cannot embed the configured classifiers' labels: {0}")]
+    Classifiers(EngineError),
+    #[error("cannot open the collections' data directory {dir}: {source}")]
+    Collections {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("opening the collections failed: {0}")]
+    Thread(String),
 }
 
 /// The health-checked service names; "" is the server as a whole.
@@ -138,10 +143,20 @@ impl RunningServer {
         let loaded = Arc::new(OnceLock::new());
         let (stopping, stopping_rx) = watch::channel(false);
         let max_message_bytes = settings.server.max_message_bytes;
-        let clip = pb::clip_server::ClipServer::new(ClipService {
+        let state = State {
             loaded: loaded.clone(),
             stopping: stopping_rx.clone(),
-            settings: settings.clone(),
+            advertised: Arc::new(Advertised {
+                limits: settings.limits.clone(),
+                batching: settings.batching.clone(),
+                max_message_bytes,
+                stream_max_in_flight: settings.server.stream_max_in_flight,
+                classifiers: settings.classifiers.keys().cloned().collect(),
+                max_top_k: settings.index.max_top_k,
+            }),
+        };
+        let clip = pb::clip_server::ClipServer::new(ClipService {
+            state: state.clone(),
         })
         .max_decoding_message_size(max_message_bytes);
         let keys = Arc::new(
@@ -149,11 +164,9 @@ impl RunningServer {
         );
         Arc::clone(&keys).keep_reloading(stopping_rx.clone());
         let clip = InterceptedService::new(clip, admit(keys.clone(), Access::Read));
-        let collections = pb::collections_server::CollectionsServer::new(CollectionsService {
-            loaded: loaded.clone(),
-            stopping: stopping_rx.clone(),
-        })
-        .max_decoding_message_size(max_message_bytes);
+        let collections =
+            pb::collections_server::CollectionsServer::new(CollectionsService { state })
+                .max_decoding_message_size(max_message_bytes);
         let collections = InterceptedService::new(collections, admit(keys, Access::Write));
 
         // Small responses must not wait for delayed ACKs (Nagle's algorithm adds ~40 ms).
@@ -162,7 +175,7 @@ impl RunningServer {
         let router = tonic::transport::Server::builder()
             .layer(ObserveLayer)
             .layer(tower::util::MapResponseLayer::new(
-                too_large::rewrite::<tonic::body::Body>,
+                crate::grpc::rewrite_too_large::<tonic::body::Body>,
             ))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -313,11 +326,10 @@ async fn load(
     reporter: HealthReporter,
     stopping: watch::Receiver<bool>,
 ) -> Result<(), LoadError> {
-    let options = settings.model_options().expect("validated at start");
     let spec = ModelSpec {
-        source: settings.model_source(),
+        source: settings.model.source(),
         locations,
-        options,
+        options: settings.model.options(),
         limits: settings.limits.inputs(),
         threads: settings.model.threads,
     };
@@ -327,9 +339,9 @@ async fn load(
         preprocess_threads: settings.server.preprocess_threads,
     };
     let engine = Engine::start(spec, &engine_settings).await?;
-    let classify = Classify::start(engine.clone(), &settings)
+    let classify = Classify::start(engine.clone(), &settings.classify, &settings.classifiers)
         .await
-        .map_err(|e| LoadError::Classifiers(e.to_string()))?;
+        .map_err(LoadError::Classifiers)?;
     let index = settings.index.clone();
     let identity = {
         let d = engine.description();
@@ -431,6 +443,6 @@ fn admit(
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
     move |request| {
         keys.check(request.metadata(), access)?;
-        deadline::stamp(request)
+        stamp_deadline(request)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::ModelError;
+use crate::files::FileError;
 
 const FILES: [(&str, &[u8]); 4] = [
     (
@@ -40,8 +40,8 @@ fn content_hash() -> u64 {
     hash
 }
 
-/// `$XDG_CACHE_HOME/clipd`, else `$HOME/.cache/clipd`, else the system's temporary folder.
-/// `$XDG_CACHE_HOME/clipd`, else `~/.cache/clipd` (`var` looks an environment variable up).
+/// `$XDG_CACHE_HOME/clipd`, else `$HOME/.cache/clipd`, else the system's temporary folder (`var`
+/// looks an environment variable up).
 pub fn cache_dir(var: impl Fn(&str) -> Option<String>) -> PathBuf {
     let var = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     var("XDG_CACHE_HOME")
@@ -57,7 +57,7 @@ fn is_complete(dir: &Path) -> bool {
 }
 
 /// Unpacks the demo model under `cache` (if not there already) and returns its directory.
-pub fn unpack(cache: &Path) -> Result<PathBuf, ModelError> {
+pub fn unpack(cache: &Path) -> Result<PathBuf, FileError> {
     let dir = cache.join(format!("demo-{:016x}", content_hash()));
     if is_complete(&dir) {
         return Ok(dir);
@@ -68,10 +68,10 @@ pub fn unpack(cache: &Path) -> Result<PathBuf, ModelError> {
         content_hash(),
         std::process::id()
     ));
-    std::fs::create_dir_all(&staging).map_err(ModelError::writing(&staging))?;
+    std::fs::create_dir_all(&staging).map_err(FileError::writing(&staging))?;
     for (name, bytes) in FILES {
         let path = staging.join(name);
-        std::fs::write(&path, bytes).map_err(ModelError::writing(&path))?;
+        std::fs::write(&path, bytes).map_err(FileError::writing(&path))?;
     }
     if std::fs::rename(&staging, &dir).is_ok() {
         return Ok(dir);
@@ -82,7 +82,7 @@ pub fn unpack(cache: &Path) -> Result<PathBuf, ModelError> {
         let _ = std::fs::remove_dir_all(&staging);
     } else {
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&staging, &dir).map_err(ModelError::writing(&dir))?;
+        std::fs::rename(&staging, &dir).map_err(FileError::writing(&dir))?;
     }
     Ok(dir)
 }
