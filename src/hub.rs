@@ -190,7 +190,7 @@ fn call(
     token: Option<&str>,
 ) -> Result<ureq::Response, HubError> {
     let mut request = agent.request(method, url);
-    if let (Some(token), true) = (token, url.starts_with(url_origin(hub_url))) {
+    if let (Some(token), true) = (token, same_origin(url, hub_url)) {
         request = request.set("Authorization", &format!("Bearer {token}"));
     }
     match request.call() {
@@ -247,6 +247,12 @@ fn get(agent: &ureq::Agent, url: &str, token: Option<&str>) -> Result<ureq::Resp
     })
 }
 
+/// Whether two URLs have the same scheme, host and port: a prefix test would let
+/// `https://huggingface.co.example.net` pass for `https://huggingface.co`.
+fn same_origin(a: &str, b: &str) -> bool {
+    url_origin(a) == url_origin(b)
+}
+
 /// `scheme://host[:port]` of a URL.
 fn url_origin(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
@@ -282,4 +288,24 @@ fn link(blob: &Path, file: &Path, etag: &str) -> Result<(), HubError> {
     std::os::unix::fs::symlink(&target, file)
         .or_else(|_| std::fs::copy(blob, file).map(drop))
         .map_err(write_error(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_goes_only_to_the_hubs_own_origin() {
+        let hub = "https://huggingface.co/org/name/resolve/main/model.safetensors";
+        assert!(same_origin("https://huggingface.co/api/x", hub));
+        for other in [
+            "https://huggingface.co.example.net/blob",
+            "https://huggingface.com/blob",
+            "http://huggingface.co/blob",
+            "https://huggingface.co:8443/blob",
+            "https://cdn-lfs.huggingface.co/blob",
+        ] {
+            assert!(!same_origin(other, hub), "{other}");
+        }
+    }
 }
