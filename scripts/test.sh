@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: install libtorch and the test tools if needed,
-# build, run the Rust tests (arguments go to cargo test), the Helm chart checks, and the Python and
-# Node clients against a live server (with buf lint).
+# check the format and the lints (clippy, warnings as errors), build, run the Rust tests
+# (arguments go to cargo test), the Helm chart checks, and the Python and Node clients against a
+# live server (with buf lint).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -11,6 +12,12 @@ if cargo fmt --version >/dev/null 2>&1; then
     cargo fmt --check
 else
     echo "test: rustfmt is not installed; skipping the format check" >&2
+fi
+# In the release profile, so that the test build below reuses its build scripts' output.
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --release --all-targets -- -D warnings
+else
+    echo "test: clippy is not installed; skipping the lint check" >&2
 fi
 # --lib --bins --tests: everything but doc-tests (there are none) and the benchmarks.
 cargo test --release --lib --bins --tests "$@"
