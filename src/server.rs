@@ -22,7 +22,7 @@ use crate::grpc::{
     pb, stamp_deadline, Access, Advertised, ApiKeys, ClipService, CollectionsService, Loaded,
     ObserveLayer, State, Tls,
 };
-use crate::index::{ModelIdentity, Registry};
+use crate::index::{CollectionStore, EmbeddedStore, ModelIdentity, Registry};
 use crate::model::{Locations, ModelSpec};
 use crate::telemetry;
 
@@ -107,12 +107,12 @@ impl telemetry::http::Probe for ServerProbe {
                 tombstones: 0,
             };
         };
-        let (collections, items, tombstones) = loaded.collections.totals();
+        let totals = loaded.collections.totals();
         telemetry::Levels {
             queue_depth: loaded.engine.queued_inputs(),
-            collections,
-            items,
-            tombstones,
+            collections: totals.collections,
+            items: totals.items,
+            tombstones: totals.tombstones,
         }
     }
 }
@@ -258,7 +258,7 @@ impl RunningServer {
     }
 
     /// The collections, once the model has loaded.
-    pub fn collections(&self) -> Option<&Arc<Registry>> {
+    pub fn collections(&self) -> Option<&Arc<dyn CollectionStore>> {
         self.loaded.get().map(|l| &l.collections)
     }
 
@@ -308,9 +308,8 @@ impl RunningServer {
             }
         }
         if let Some(loaded) = self.loaded.get() {
-            let collections = Arc::clone(&loaded.collections);
-            let written = tokio::task::spawn_blocking(move || collections.snapshot_all()).await;
-            tracing::info!(snapshots = written.unwrap_or(0), "collections saved");
+            let written = loaded.collections.persist().await;
+            tracing::info!(snapshots = written, "collections saved");
         }
         if let Some((_, stop)) = self.metrics {
             let _ = stop.send(());
@@ -356,7 +355,7 @@ async fn load(
         .await
         .map_err(|e| LoadError::Thread(e.to_string()))?
         .map_err(|source| LoadError::Collections { dir, source })?;
-    let collections = Arc::new(collections);
+    let collections: Arc<dyn CollectionStore> = Arc::new(EmbeddedStore::new(collections));
     if let Some(every) = settings.index.snapshot_interval() {
         tokio::spawn(snapshot_periodically(
             Arc::downgrade(&collections),
@@ -418,7 +417,7 @@ async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
 
 /// Snapshots collections written to, every `every`, until shutdown (which writes the last ones).
 async fn snapshot_periodically(
-    collections: std::sync::Weak<Registry>,
+    collections: std::sync::Weak<dyn CollectionStore>,
     every: Duration,
     mut stopping: watch::Receiver<bool>,
 ) {
@@ -432,7 +431,7 @@ async fn snapshot_periodically(
         let Some(collections) = collections.upgrade() else {
             return;
         };
-        let _ = tokio::task::spawn_blocking(move || collections.snapshot_all()).await;
+        collections.persist().await;
     }
 }
 

@@ -1,5 +1,5 @@
 //! `clipd.v1.Collections` and `Clip.Search`: validate, convert, embed what needs embedding, call
-//! the collection (on the blocking pool: log flushes and graph work), map the error.
+//! the collection store, map the error.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,26 +12,11 @@ use super::{deadline, pb};
 use crate::ann::HnswSettings;
 use crate::engine::{EmbedInput, Engine, EngineError};
 use crate::index::{
-    self, Collection, IndexError, Item, Listed, Metadata, Registry, Search, Subject, Target,
+    self, IndexError, Item, Listed, Metadata, Search, StoredCollection, Subject, Target,
 };
 
 pub struct CollectionsService {
     pub state: State,
-}
-
-/// Runs collection work on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, IndexError> + Send + 'static,
-) -> Result<T, Status> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(Status::from),
-        Err(e) => {
-            tracing::error!(error = %e, "collection work panicked");
-            Err(Status::internal(
-                "collection work failed (see the server's log)",
-            ))
-        }
-    }
 }
 
 fn invalid(message: String) -> IndexError {
@@ -125,8 +110,8 @@ pub async fn search(
     request: pb::SearchRequest,
     deadline: Option<Instant>,
 ) -> Result<pb::SearchResponse, IndexError> {
-    let registry = &loaded.collections;
-    let max_top_k = registry.settings().max_top_k;
+    let store = &loaded.collections;
+    let max_top_k = store.max_top_k();
     let top_k = match request.top_k as usize {
         0 => 10.min(max_top_k),
         k if k > max_top_k => {
@@ -147,8 +132,8 @@ pub async fn search(
     if let Some(problem) = index::metadata_problem(&filter) {
         return Err(invalid(format!("filter: {problem}")));
     }
-    let collection = registry.get(&request.collection)?;
-    let dim = collection.manifest().dim;
+    let collection = store.open(&request.collection).await?;
+    let dim = collection.dim();
     use pb::search_request::Query;
     let content = match request.query {
         Some(Query::Text(text)) => Content::Embed(EmbedInput::Text(text)),
@@ -179,7 +164,7 @@ pub async fn search(
 }
 
 async fn run_search(
-    collection: Arc<Collection>,
+    collection: Arc<dyn StoredCollection>,
     target: Target,
     top_k: usize,
     ef_search: u32,
@@ -193,13 +178,7 @@ async fn run_search(
         filter,
     };
     let started = Instant::now();
-    let found = match tokio::task::spawn_blocking(move || collection.search(&search)).await {
-        Ok(found) => found?,
-        Err(e) => {
-            tracing::error!(error = %e, "search panicked");
-            return Err(IndexError::Failed("the search"));
-        }
-    };
+    let found = collection.search(search).await?;
     let took = started.elapsed();
     crate::telemetry::searched(took);
     Ok(pb::SearchResponse {
@@ -213,7 +192,7 @@ async fn run_search(
 /// Checks an Upsert's items and embeds their contents.
 async fn items(
     engine: &Engine,
-    collection: &Collection,
+    collection: &dyn StoredCollection,
     given: Vec<pb::Item>,
     max_items: usize,
     deadline: Option<Instant>,
@@ -251,7 +230,7 @@ async fn items(
         contents.push((of, content));
         heads.push((item.id, meta));
     }
-    let dim = collection.manifest().dim;
+    let dim = collection.dim();
     let (vectors, timing) = vectors(engine, dim, contents, deadline).await?;
     let items = heads
         .into_iter()
@@ -265,24 +244,20 @@ async fn items(
     Ok((items, timing))
 }
 
-fn registry(loaded: &Loaded) -> Arc<Registry> {
-    Arc::clone(&loaded.collections)
-}
-
 #[tonic::async_trait]
 impl pb::collections_server::Collections for CollectionsService {
     async fn create_collection(
         &self,
         request: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
-        let registry = registry(self.state.loaded()?);
+        let store = &self.state.loaded()?.collections;
         let r = request.into_inner();
         let hnsw = HnswSettings {
             m: r.m as usize,
             ef_construction: r.ef_construction as usize,
             ef_search: r.ef_search as usize,
         };
-        let created = blocking(move || registry.create(&r.name, hnsw)).await?;
+        let created = store.create(&r.name, hnsw).await?;
         Ok(Response::new(pb::CreateCollectionResponse {
             collection: Some(created.into()),
         }))
@@ -292,9 +267,8 @@ impl pb::collections_server::Collections for CollectionsService {
         &self,
         request: Request<pb::DropCollectionRequest>,
     ) -> Result<Response<pb::DropCollectionResponse>, Status> {
-        let registry = registry(self.state.loaded()?);
-        let name = request.into_inner().name;
-        blocking(move || registry.drop_collection(&name)).await?;
+        let store = &self.state.loaded()?.collections;
+        store.drop_collection(&request.into_inner().name).await?;
         Ok(Response::new(pb::DropCollectionResponse {}))
     }
 
@@ -302,8 +276,7 @@ impl pb::collections_server::Collections for CollectionsService {
         &self,
         _: Request<pb::ListCollectionsRequest>,
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
-        let registry = registry(self.state.loaded()?);
-        let listed = blocking(move || Ok(registry.list())).await?;
+        let listed = self.state.loaded()?.collections.list().await?;
         let collections = listed
             .into_iter()
             .map(|(name, listed)| match listed {
@@ -327,12 +300,9 @@ impl pb::collections_server::Collections for CollectionsService {
         &self,
         request: Request<pb::GetCollectionRequest>,
     ) -> Result<Response<pb::GetCollectionResponse>, Status> {
-        let collection = self
-            .state
-            .loaded()?
-            .collections
-            .get(&request.into_inner().name)?;
-        let described = blocking(move || Ok(collection.info())).await?;
+        let store = &self.state.loaded()?.collections;
+        let collection = store.open(&request.into_inner().name).await?;
+        let described = collection.info().await?;
         Ok(Response::new(pb::GetCollectionResponse {
             collection: Some(described.into()),
         }))
@@ -345,11 +315,11 @@ impl pb::collections_server::Collections for CollectionsService {
         let deadline = deadline::of(&request);
         let loaded = self.state.loaded()?;
         let r = request.into_inner();
-        let collection = loaded.collections.get(&r.collection)?;
+        let collection = loaded.collections.open(&r.collection).await?;
         let max_items = loaded.engine.max_inputs_per_request();
-        let work = items(&loaded.engine, &collection, r.items, max_items, deadline);
+        let work = items(&loaded.engine, &*collection, r.items, max_items, deadline);
         let (items, timing) = deadline::within(deadline, work).await?;
-        let (inserted, replaced) = blocking(move || collection.upsert(items)).await?;
+        let (inserted, replaced) = collection.upsert(items).await?;
         Ok(Response::new(pb::UpsertResponse {
             inserted: inserted as u32,
             replaced: replaced as u32,
@@ -363,9 +333,9 @@ impl pb::collections_server::Collections for CollectionsService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let loaded = self.state.loaded()?;
         let r = request.into_inner();
-        let collection = loaded.collections.get(&r.collection)?;
+        let collection = loaded.collections.open(&r.collection).await?;
         checked_ids(&r.ids, loaded.engine.max_inputs_per_request())?;
-        let deleted = blocking(move || collection.delete(r.ids)).await?;
+        let deleted = collection.delete(r.ids).await?;
         Ok(Response::new(pb::DeleteResponse {
             deleted: deleted as u32,
         }))
@@ -378,8 +348,8 @@ impl pb::collections_server::Collections for CollectionsService {
         let loaded = self.state.loaded()?;
         let r = request.into_inner();
         checked_ids(&r.ids, index::MAX_GET_IDS)?;
-        let collection = loaded.collections.get(&r.collection)?;
-        let found = blocking(move || Ok(collection.get(&r.ids))).await?;
+        let collection = loaded.collections.open(&r.collection).await?;
+        let found = collection.get(r.ids).await?;
         let items = found
             .into_iter()
             .map(|item| convert::item(item, r.with_vectors))

@@ -8,13 +8,13 @@ use tonic::Status;
 
 use crate::classify::Classify;
 use crate::engine::{BatchingSettings, Engine, LimitSettings};
-use crate::index::Registry;
+use crate::index::CollectionStore;
 
 /// What the services answer with, once the model has loaded.
 pub struct Loaded {
     pub engine: Engine,
     pub classify: Classify,
-    pub collections: Arc<Registry>,
+    pub collections: Arc<dyn CollectionStore>,
 }
 
 /// The server's limits, as `GetModelInfo` reports them and EmbedStream applies them.

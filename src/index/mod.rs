@@ -1,8 +1,11 @@
-//! Collections of items searched by embedding: an HNSW graph (hnsw_rs) per collection with
+//! Collections of items searched by embedding, behind the collection-store seam (`backend`).
+//! The embedded store (`embedded`, over `registry`): an HNSW graph (hnsw_rs) per collection with
 //! tombstones and background rebuilds, metadata filters, a write-ahead log and snapshots.
 
+mod backend;
 mod codec;
 mod collection;
+mod embedded;
 mod error;
 mod identity;
 mod registry;
@@ -11,7 +14,9 @@ mod snapshot;
 mod store;
 mod wal;
 
+pub use backend::{CollectionStore, StoredCollection, Totals};
 pub use collection::{Collection, Info, Manifest, Search, Target};
+pub use embedded::EmbeddedStore;
 pub use error::{IndexError, Subject};
 pub use identity::ModelIdentity;
 pub use registry::{name_problem, Listed, Registry};
