@@ -19,8 +19,8 @@ use crate::classify::Classify;
 use crate::config::Settings;
 use crate::engine::{Engine, EngineError, EngineSettings, Health, StartError};
 use crate::grpc::{
-    pb, stamp_deadline, Access, Advertised, ApiKeys, ClipService, CollectionsService, Loaded,
-    ObserveLayer, State, Tls,
+    pb, stamp_deadline, Access, Advertised, ApiKeys, ClipService, CollectionsService, KeyFileError,
+    Loaded, ObserveLayer, State, Tls, TlsError,
 };
 use crate::index::{CollectionStore, EmbeddedStore, ModelIdentity, Registry};
 use crate::model::{Locations, ModelSpec};
@@ -39,8 +39,10 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("{0}")]
     NotLoaded(String),
-    #[error("{0}")]
-    Security(String),
+    #[error(transparent)]
+    Keys(#[from] KeyFileError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("the gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("the gRPC server task panicked")]
@@ -159,9 +161,7 @@ impl RunningServer {
             state: state.clone(),
         })
         .max_decoding_message_size(max_message_bytes);
-        let keys = Arc::new(
-            ApiKeys::load(&settings.auth).map_err(|e| ServeError::Security(e.to_string()))?,
-        );
+        let keys = Arc::new(ApiKeys::load(&settings.auth)?);
         Arc::clone(&keys).keep_reloading(stopping_rx.clone());
         let clip = InterceptedService::new(clip, admit(keys.clone(), Access::Read));
         let collections =
@@ -185,7 +185,7 @@ impl RunningServer {
         let stopped = async {
             let _ = stopped.await;
         };
-        let tls = Tls::load(&settings.tls).map_err(ServeError::Security)?;
+        let tls = Tls::load(&settings.tls)?;
         let serving = match tls {
             None => tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped)),
             Some(tls) => {

@@ -15,14 +15,14 @@ mod status;
 mod tls;
 mod too_large;
 
-pub use auth::{Access, ApiKeys};
+pub use auth::{Access, ApiKeys, KeyFileError};
 pub use clip_service::ClipService;
 pub use collections_service::CollectionsService;
 pub use deadline::stamp as stamp_deadline;
 pub use observe::ObserveLayer;
 pub use settings::{AuthSettings, ServerSettings, TlsSettings};
 pub use state::{Advertised, Loaded, State};
-pub use tls::Tls;
+pub use tls::{Tls, TlsError};
 pub use too_large::rewrite as rewrite_too_large;
 
 /// The generated protobuf types, client and server.

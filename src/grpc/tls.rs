@@ -2,7 +2,7 @@
 //! read again every `tls.reload_interval_ms`, and new connections get what they hold then
 //! (cert-manager renews certificates in place; tonic's own TLS reads them once).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +26,29 @@ use super::settings::TlsSettings;
 /// connection slot.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the certificate, key or client CA cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read the TLS {what} {}: {source}", path.display())]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the TLS {what}: {reason}")]
+    Pem { what: &'static str, reason: String },
+    #[error("the TLS {0} holds no certificate in PEM")]
+    NoCertificate(&'static str),
+    #[error("the TLS key holds no private key in PEM: {0}")]
+    NoKey(String),
+    #[error("the client CA: {0}")]
+    ClientCa(String),
+    #[error("the TLS certificate and key: {0}")]
+    CertificateAndKey(rustls::Error),
+    #[error("{0}")]
+    Protocols(rustls::Error),
+}
+
 /// The files' contents and the configuration made from them.
 struct Loaded {
     files: Vec<Vec<u8>>,
@@ -39,7 +62,7 @@ pub struct Tls {
 
 impl Tls {
     /// None when no certificate is configured (plain text).
-    pub fn load(settings: &TlsSettings) -> Result<Option<Self>, String> {
+    pub fn load(settings: &TlsSettings) -> Result<Option<Self>, TlsError> {
         let Some(files) = read_files(settings)? else {
             return Ok(None);
         };
@@ -52,7 +75,7 @@ impl Tls {
 
     /// Reads the files again and, when they changed and make a valid configuration, puts it in
     /// force for new connections.
-    fn reload(&self) -> Result<Reread, String> {
+    fn reload(&self) -> Result<Reread, TlsError> {
         let files = read_files(&self.settings)?.expect("configured at start-up");
         if files == self.loaded.read().files {
             return Ok(Reread::Unchanged);
@@ -110,13 +133,16 @@ impl Tls {
 }
 
 /// The certificate chain, key and client CA (if any), as read; None without a certificate.
-fn read_files(settings: &TlsSettings) -> Result<Option<Vec<Vec<u8>>>, String> {
+fn read_files(settings: &TlsSettings) -> Result<Option<Vec<Vec<u8>>>, TlsError> {
     let (Some(cert), Some(key)) = (&settings.cert_file, &settings.key_file) else {
         return Ok(None);
     };
-    let read = |path: &Path, what: &str| {
-        std::fs::read(path)
-            .map_err(|e| format!("cannot read the TLS {what} {}: {e}", path.display()))
+    let read = |path: &Path, what: &'static str| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            what,
+            path: path.to_owned(),
+            source,
+        })
     };
     let mut files = vec![read(cert, "certificate")?, read(key, "key")?];
     if let Some(ca) = &settings.client_ca_file {
@@ -127,39 +153,44 @@ fn read_files(settings: &TlsSettings) -> Result<Option<Vec<Vec<u8>>>, String> {
 
 /// rustls' server configuration from the files' contents: HTTP/2 over TLS, client certificates
 /// required when a client CA is given.
-fn server_config(files: &[Vec<u8>]) -> Result<Arc<ServerConfig>, String> {
+fn server_config(files: &[Vec<u8>]) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(TlsError::Protocols)?;
     let builder = match files.get(2) {
         None => builder.with_no_client_auth(),
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for cert in certificates(ca, "client CA")? {
-                roots.add(cert).map_err(|e| format!("the client CA: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| TlsError::ClientCa(e.to_string()))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
                 .build()
-                .map_err(|e| format!("the client CA: {e}"))?;
+                .map_err(|e| TlsError::ClientCa(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let key = PrivateKeyDer::from_pem_slice(&files[1])
-        .map_err(|e| format!("the TLS key holds no private key in PEM: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(&files[1]).map_err(|e| TlsError::NoKey(e.to_string()))?;
     let mut config = builder
         .with_single_cert(certificates(&files[0], "certificate")?, key)
-        .map_err(|e| format!("the TLS certificate and key: {e}"))?;
+        .map_err(TlsError::CertificateAndKey)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
 
-fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certificates(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("the TLS {what}: {e}"))?;
+        .map_err(|e| TlsError::Pem {
+            what,
+            reason: e.to_string(),
+        })?;
     if certs.is_empty() {
-        return Err(format!("the TLS {what} holds no certificate in PEM"));
+        return Err(TlsError::NoCertificate(what));
     }
     Ok(certs)
 }
