@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-mod common;
-
 use anyhow::{bail, ensure, Context};
+use clap::Parser;
 use clipd::ann::{dot, HnswSettings, UnitIndex};
 use clipd::rng::SplitMix64;
 use serde::Deserialize;
@@ -28,49 +27,48 @@ const OUT_DIR: &str = "target/bench/index";
 /// Mean points per cluster: ~1,000 clusters at the default count.
 const CLUSTER_SIZE: usize = 100;
 
+/// The HNSW index against exact search and against Python's hnswlib with the same settings.
+#[derive(Parser)]
+#[command(name = "index", bin_name = "cargo bench --bench index --")]
+#[command(args_override_self = true)]
 struct Args {
+    /// Vectors in the index.
+    #[arg(long, default_value_t = 100_000)]
     count: usize,
+    /// Query vectors, each searched once per pass.
+    #[arg(long, default_value_t = 1000)]
     queries: usize,
+    /// Dimensions of every vector.
+    #[arg(long, default_value_t = 512)]
     dim: usize,
+    /// HNSW links per node (m).
+    #[arg(long, default_value_t = 24)]
     m: usize,
+    /// HNSW candidate list size while building.
+    #[arg(long, default_value_t = 200)]
     ef_construction: usize,
+    /// Candidate list sizes to search with, comma-separated: one row of the table each.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256")]
     ef_search: Vec<usize>,
+    /// Neighbours per query, and the k of recall@k.
+    #[arg(long, default_value_t = 10)]
     k: usize,
+    /// Threads for building the index and for the exact search.
+    #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Seed of the vectors and queries.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Least time to search for at each ef_search, in seconds.
+    #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        count: 100_000,
-        queries: 1000,
-        dim: 512,
-        m: 24,
-        ef_construction: 200,
-        ef_search: vec![16, 32, 64, 128, 256],
-        k: 10,
-        threads: 2,
-        seed: 1,
-        seconds: 1.0,
-    };
-    for (flag, value) in common::flags()? {
-        match flag.as_str() {
-            "--count" => args.count = value.parse()?,
-            "--queries" => args.queries = value.parse()?,
-            "--dim" => args.dim = value.parse()?,
-            "--m" => args.m = value.parse()?,
-            "--ef-construction" => args.ef_construction = value.parse()?,
-            "--ef-search" => {
-                args.ef_search = value.split(',').map(str::parse).collect::<Result<_, _>>()?
-            }
-            "--k" => args.k = value.parse()?,
-            "--threads" => args.threads = value.parse()?,
-            "--seed" => args.seed = value.parse()?,
-            "--seconds" => args.seconds = value.parse()?,
-            _ => bail!("unknown flag {flag}"),
-        }
-    }
+    let args = Args::parse();
     ensure!(
         args.count > 0 && args.queries > 0 && args.dim > 0 && args.threads > 0,
         "--count, --queries, --dim and --threads must be positive"

@@ -12,41 +12,32 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-mod common;
-
 use anyhow::{bail, Context};
+use clap::Parser;
 use clipd::model::{ClipConfig, DeviceSpec, Dtype, LoadedModel, ModelOptions};
 use tch::{Device, Kind, Tensor};
 
+/// clipd's CLIP forward throughput on preprocessed inputs, for benches/reference/compare.py:
+/// answers stdin lines "DTYPE MODALITY BATCH SECONDS" with JSON lines.
+#[derive(Parser)]
+#[command(name = "model", bin_name = "cargo bench --bench model --")]
+#[command(args_override_self = true)]
 struct Args {
+    /// The checkpoint directory (config.json and model.safetensors).
+    #[arg(long, value_name = "DIR")]
     model: PathBuf,
+    /// libtorch's intra-op threads; 0: its default.
+    #[arg(long, default_value_t = 0)]
     threads: i32,
+    /// The dtypes to load the checkpoint in, comma-separated, each compared with f32.
+    #[arg(long, value_delimiter = ',', default_value = "f32,bf16")]
     dtypes: Vec<Dtype>,
+    /// The device to run on: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        model: PathBuf::new(),
-        threads: 0,
-        dtypes: vec![Dtype::F32, Dtype::Bf16],
-        device: DeviceSpec::Cpu,
-    };
-    for (flag, value) in common::flags()? {
-        match flag.as_str() {
-            "--model" => args.model = value.into(),
-            "--threads" => args.threads = value.parse()?,
-            "--dtypes" => {
-                args.dtypes = value.split(',').map(str::parse).collect::<Result<_, _>>()?
-            }
-            "--device" => args.device = value.parse()?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    if args.model.as_os_str().is_empty() {
-        bail!("--model DIR is required");
-    }
-    Ok(args)
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// Same as benches/reference/inputs.py: 16 tokens per text.
@@ -94,7 +85,7 @@ fn min_cosine(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     if args.threads > 0 {
         tch::set_num_threads(args.threads);
     }

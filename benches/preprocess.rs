@@ -8,27 +8,34 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use clipd::preprocess::{ImageLimits, ImageProcessor, ProcessorConfig};
 
+/// Image preprocessing time per image on one thread: one JSON line per image.
+#[derive(Parser)]
+#[command(name = "preprocess", bin_name = "cargo bench --bench preprocess --")]
+#[command(args_override_self = true)]
+struct Args {
+    /// The checkpoint directory whose preprocessor_config.json is used.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Least time to preprocess each image for, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 3.0)]
+    min_seconds: f64,
+    /// The image files to time, one after another.
+    #[arg(value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut model = None;
-    let mut min_time = Duration::from_secs(3);
-    let mut images = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--bench" => {}
-            "--model" => model = Some(PathBuf::from(args.next().context("--model DIR")?)),
-            "--min-seconds" => {
-                min_time = Duration::from_secs_f64(args.next().context("--min-seconds S")?.parse()?)
-            }
-            _ => images.push(PathBuf::from(arg)),
-        }
-    }
-    let model = model.context("--model DIR is required")?;
-    let config = ProcessorConfig::from_file(&model.join("preprocessor_config.json"))?;
+    let args = Args::parse();
+    let min_time = Duration::from_secs_f64(args.min_seconds);
+    let config = ProcessorConfig::from_file(&args.model.join("preprocessor_config.json"))?;
     let processor = ImageProcessor::new(config, ImageLimits::default());
-    for path in images {
+    for path in args.images {
         let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
         processor.process(&bytes)?;
         let (start, mut n) = (Instant::now(), 0u32);

@@ -16,11 +16,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-mod common;
 mod quantile;
 use quantile::quantile;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use clap::Parser;
 use clipd::classify::ClassifierSettings;
 use clipd::config::Settings;
 use clipd::demo::shapes::label_vocabulary;
@@ -34,57 +34,54 @@ use tonic::transport::Channel;
 const IMAGE: &str = "tests/fixtures/images/q90_444_320x240.jpg";
 const TEXT: &str = "a photo of a red circle on a white background";
 
+/// The server under load, next to the model's raw batched throughput.
+#[derive(Parser)]
+#[command(name = "serve", bin_name = "cargo bench --bench serve --")]
+#[command(args_override_self = true)]
 struct Args {
+    /// The checkpoint: a directory or a hub id; none: the bundled demo model.
+    #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
+    /// Concurrent clients to measure Embed with, comma-separated: one row each per input kind.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
     concurrency: Vec<usize>,
+    /// Seconds of load at each concurrency (and of the raw forward measurement).
+    #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// The server's largest batch, and the batch of the raw forward measurement.
+    #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// How long the server waits to fill a batch, in milliseconds.
+    #[arg(long, default_value_t = 5)]
     max_delay_ms: u64,
+    /// libtorch's intra-op threads; 0: its default.
+    #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// The device to run on: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// The dtype to run in: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
     dtype: Dtype,
-    /// Label counts of the classifiers to compare with Embed; none: skip.
-    labels: Vec<usize>,
+    /// Label counts of the classifiers to compare with Embed, comma-separated; empty: skip.
+    #[arg(long, value_parser = label_counts, default_value = "10,1000,20000")]
+    labels: ::std::vec::Vec<usize>,
+    /// Concurrent clients for the Classify next to Embed comparison.
+    #[arg(long, default_value_t = 8)]
     classify_concurrency: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        model: None,
-        concurrency: vec![1, 8, 32, 128],
-        seconds: 10.0,
-        batch_size: 32,
-        max_delay_ms: 5,
-        threads: 0,
-        device: DeviceSpec::Cpu,
-        dtype: Dtype::F32,
-        labels: vec![10, 1000, 20_000],
-        classify_concurrency: 8,
-    };
-    for (flag, value) in common::flags()? {
-        match flag.as_str() {
-            "--model" => args.model = Some(value.into()),
-            "--concurrency" => {
-                args.concurrency = value.split(',').map(str::parse).collect::<Result<_, _>>()?
-            }
-            "--seconds" => args.seconds = value.parse()?,
-            "--batch-size" => args.batch_size = value.parse()?,
-            "--max-delay-ms" => args.max_delay_ms = value.parse()?,
-            "--threads" => args.threads = value.parse()?,
-            "--device" => args.device = value.parse()?,
-            "--dtype" => args.dtype = value.parse()?,
-            "--labels" => {
-                args.labels = value
-                    .split(',')
-                    .filter(|v| !v.is_empty())
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
-            "--classify-concurrency" => args.classify_concurrency = value.parse()?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(args)
+/// `--labels`: a comma-separated list of counts, where an empty list (`--labels ''`) is none.
+/// One value to clap (hence the full path of `Vec` above, which clap would take as many).
+fn label_counts(value: &str) -> Result<Vec<usize>, std::num::ParseIntError> {
+    value
+        .split(',')
+        .filter(|v| !v.is_empty())
+        .map(str::parse)
+        .collect()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -256,7 +253,7 @@ async fn classify_next_to_embed(client: &ClipClient<Channel>, image: &[u8], args
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let image = std::fs::read(IMAGE).with_context(|| format!("read {IMAGE}"))?;
     let source = ModelSource::parse(args.model.as_deref());
     let locations = clipd::config::locations_from_env();
@@ -268,8 +265,9 @@ fn main() -> anyhow::Result<()> {
     let mut settings = Settings::default();
     settings.server.grpc_addr = ([127, 0, 0, 1], 0).into();
     settings.metrics.addr = ([127, 0, 0, 1], 0).into();
-    settings.index.data_dir =
-        std::env::temp_dir().join(format!("clipd-bench-{}", std::process::id()));
+    // Removed when main returns, after the server has stopped.
+    let data_dir = tempfile::Builder::new().prefix("clipd-bench-").tempdir()?;
+    settings.index.data_dir = data_dir.path().to_owned();
     settings.model.source = Some(dir.clone());
     settings.model.device = args.device;
     settings.model.dtype = args.dtype;

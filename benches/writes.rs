@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod common;
 mod quantile;
 
 use anyhow::ensure;
+use clap::Parser;
 use clipd::ann::HnswSettings;
 use clipd::index::IndexSettings;
 use clipd::index::{unit_vector, Collection, Item, Manifest, Metadata, Search, Target};
@@ -26,38 +26,39 @@ use clipd::rng::SplitMix64;
 
 const OUT_DIR: &str = "target/bench/writes";
 
+/// What writes to a collection cost the searches running beside them.
+#[derive(Parser)]
+#[command(name = "writes", bin_name = "cargo bench --bench writes --")]
+#[command(args_override_self = true)]
 struct Args {
+    /// Items the collection is filled with before measuring.
+    #[arg(long, default_value_t = 20_000)]
     count: usize,
+    /// Dimensions of every vector.
+    #[arg(long, default_value_t = 512)]
     dim: usize,
+    /// Upserts made beside the searches, each acknowledged (log flushed to disk).
+    #[arg(long, default_value_t = 300)]
     writes: usize,
+    /// Items per upsert.
+    #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Threads searching, one query after another.
+    #[arg(long, default_value_t = 1)]
     searchers: usize,
+    /// How long the searches run alone, in seconds.
+    #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Seed of the vectors and queries.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        count: 20_000,
-        dim: 512,
-        writes: 300,
-        batch: 1,
-        searchers: 1,
-        seconds: 3.0,
-        seed: 1,
-    };
-    for (flag, value) in common::flags()? {
-        match flag.as_str() {
-            "--count" => args.count = value.parse()?,
-            "--dim" => args.dim = value.parse()?,
-            "--writes" => args.writes = value.parse()?,
-            "--batch" => args.batch = value.parse()?,
-            "--searchers" => args.searchers = value.parse()?,
-            "--seconds" => args.seconds = value.parse()?,
-            "--seed" => args.seed = value.parse()?,
-            other => anyhow::bail!("unknown flag {other}"),
-        }
-    }
+    let args = Args::parse();
     ensure!(
         args.count > 0 && args.dim > 0,
         "--count and --dim must be positive"

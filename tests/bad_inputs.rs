@@ -7,7 +7,6 @@ mod common;
 use std::io::Cursor;
 
 use clipd::model::Checkpoint;
-use clipd::model::{DeviceSpec, Dtype, ModelOptions};
 use clipd::preprocess::InputError;
 use clipd::preprocess::InputLimits;
 use clipd::preprocess::{ImageLimits, ImageProcessor};
@@ -19,12 +18,7 @@ const START_OF_TEXT: i64 = 49406;
 const END_OF_TEXT: i64 = 49407;
 
 fn load_with(limits: InputLimits) -> Checkpoint {
-    let options = ModelOptions {
-        device: DeviceSpec::Cpu,
-        dtype: Dtype::F32,
-    };
-    Checkpoint::load(&model_dir("tiny-a"), &options, &limits)
-        .unwrap_or_else(|e| panic!("tiny-a: {e}"))
+    load_cpu_with(&model_dir("tiny-a"), &limits)
 }
 
 fn load() -> Checkpoint {

@@ -7,11 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use clipd::model::Checkpoint;
-use clipd::model::{DeviceSpec, Dtype, ModelOptions};
 use clipd::preprocess::InputLimits;
 use common::*;
 use serde_json::Value;
+use tempfile::TempDir;
 
 const PNG: &str = "rgb_640x480.png";
 const JPEG: &str = "q75_420_333x251.jpg";
@@ -61,29 +60,21 @@ fn path_arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// A file in its own temporary folder, removed on drop.
+/// A file named `name` in its own temporary folder, removed on drop.
 struct TempFile {
-    dir: PathBuf,
+    _dir: TempDir,
     path: PathBuf,
 }
 
 impl TempFile {
     fn new(name: &str, contents: &[u8]) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "clipd-cli-{}-{}",
-            std::process::id(),
-            name.replace('.', "-")
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
+        let dir = tempfile::Builder::new()
+            .prefix("clipd-cli-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join(name);
         std::fs::write(&path, contents).unwrap();
-        Self { dir, path }
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        Self { _dir: dir, path }
     }
 }
 
@@ -150,15 +141,7 @@ fn embed_prints_one_json_object_equal_to_the_library() {
         assert!((norm - 1.0).abs() <= 1e-4, "norm {norm}");
     }
 
-    let clip = Checkpoint::load(
-        &model,
-        &ModelOptions {
-            device: DeviceSpec::Cpu,
-            dtype: Dtype::F32,
-        },
-        &InputLimits::default(),
-    )
-    .unwrap();
+    let clip = load_cpu(&model);
     let want_text = clip.embed_texts(&texts).unwrap();
     let bytes = [std::fs::read(&png).unwrap(), std::fs::read(&jpeg).unwrap()];
     let want_image = clip.embed_images(&[&bytes[0], &bytes[1]]).unwrap();
@@ -197,11 +180,11 @@ fn embed_with_only_texts_gives_an_empty_image_list() {
 
 #[test]
 fn without_a_model_the_bundled_demo_model_is_used_and_said_so() {
-    let cache = TempFile::new("cache-marker", b"");
+    let cache = tempfile::tempdir().unwrap();
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_clipd"))
             .args(["embed", "--device", "cpu", "--text", "a red circle"])
-            .env("XDG_CACHE_HOME", &cache.dir)
+            .env("XDG_CACHE_HOME", cache.path())
             .output()
             .unwrap()
     };
@@ -216,7 +199,7 @@ fn without_a_model_the_bundled_demo_model_is_used_and_said_so() {
     assert_eq!(json["model"], "clipd-demo");
     assert_eq!(json["dim"], 64);
     // Unpacked once into the cache, reused by the next run.
-    let unpacked: Vec<_> = std::fs::read_dir(cache.dir.join("clipd"))
+    let unpacked: Vec<_> = std::fs::read_dir(cache.path().join("clipd"))
         .unwrap()
         .flatten()
         .collect();
@@ -227,7 +210,8 @@ fn without_a_model_the_bundled_demo_model_is_used_and_said_so() {
 
 #[test]
 fn nonexistent_model_directory_is_named() {
-    let dir = std::env::temp_dir().join(format!("clipd-cli-{}-no-model", std::process::id()));
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("no-model");
     let output = clipd(&["embed", "--model", path_arg(&dir), "--text", "a cat"]);
     let err = assert_fails(&output, "nonexistent model");
     assert!(err.contains(path_arg(&dir)), "{err}");
@@ -235,10 +219,8 @@ fn nonexistent_model_directory_is_named() {
 
 #[test]
 fn nonexistent_image_path_is_named() {
-    let missing = std::env::temp_dir().join(format!(
-        "clipd-cli-{}-does-not-exist.png",
-        std::process::id()
-    ));
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("does-not-exist.png");
     let output = embed_tiny(&[
         "--device",
         "cpu",

@@ -7,9 +7,7 @@ use std::path::PathBuf;
 
 use clipd::demo::eval::{text_to_image_recall_at_1, zero_shot_accuracy};
 use clipd::model::Checkpoint;
-use clipd::model::{DeviceSpec, Dtype, ModelOptions};
-use clipd::preprocess::InputLimits;
-use common::{cosine, floats, image_path};
+use common::{cosine, floats, image_path, load_cpu};
 
 /// Pictures never drawn in training (training draws from its seed's stream; evaluation at
 /// training time uses clipd::demo::EVAL_SEED).
@@ -20,11 +18,7 @@ fn demo_dir() -> PathBuf {
 }
 
 fn load() -> Checkpoint {
-    let options = ModelOptions {
-        device: DeviceSpec::Cpu,
-        dtype: Dtype::F32,
-    };
-    Checkpoint::load(&demo_dir(), &options, &InputLimits::default()).unwrap()
+    load_cpu(&demo_dir())
 }
 
 #[test]

@@ -12,10 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use clipd::hub::{HubError, HubSettings};
-use clipd::model::Checkpoint;
-use clipd::model::{DeviceSpec, Dtype, Family, ModelOptions};
-use clipd::preprocess::InputLimits;
-use common::model_dir;
+use clipd::model::Family;
+use common::{load_cpu, model_dir};
+use tempfile::TempDir;
 
 /// The hub download as the model source asks for it: the model family's files.
 fn fetch(id: &str, settings: &HubSettings) -> Result<PathBuf, HubError> {
@@ -109,10 +108,14 @@ fn start_hub() -> Hub {
     Hub { endpoint, requests }
 }
 
-fn temp_cache(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clipd-hub-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A path that does not exist yet, for a cache, in a temporary folder (removed when dropped).
+fn temp_cache(tag: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("clipd-hub-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let cache = dir.path().join("cache");
+    (dir, cache)
 }
 
 fn settings(endpoint: &str, cache: &Path, offline: bool) -> HubSettings {
@@ -124,13 +127,9 @@ fn settings(endpoint: &str, cache: &Path, offline: bool) -> HubSettings {
     }
 }
 
-fn embed(dir: &std::path::Path) -> Vec<f32> {
-    let options = ModelOptions {
-        device: DeviceSpec::Cpu,
-        dtype: Dtype::F32,
-    };
-    let clip = Checkpoint::load(dir, &options, &InputLimits::default()).unwrap();
-    clip.embed_texts(&["a photo of a cat"])
+fn embed(dir: &Path) -> Vec<f32> {
+    load_cpu(dir)
+        .embed_texts(&["a photo of a cat"])
         .unwrap()
         .remove(0)
         .values
@@ -139,7 +138,7 @@ fn embed(dir: &std::path::Path) -> Vec<f32> {
 #[test]
 fn a_hub_model_is_downloaded_into_the_hub_cache_layout_and_then_works_offline() {
     let hub = start_hub();
-    let cache = temp_cache("download");
+    let (_dir, cache) = temp_cache("download");
     let dir = fetch("test-org/tiny", &settings(&hub.endpoint, &cache, false)).unwrap();
     let repo = cache.join("models--test-org--tiny");
     assert_eq!(dir, repo.join("snapshots").join(COMMIT));
@@ -170,12 +169,11 @@ fn a_hub_model_is_downloaded_into_the_hub_cache_layout_and_then_works_offline() 
     )
     .unwrap();
     assert_eq!(unreachable, dir);
-    let _ = std::fs::remove_dir_all(&cache);
 }
 
 #[test]
 fn offline_without_a_cached_copy_is_a_clear_error() {
-    let cache = temp_cache("offline");
+    let (_dir, cache) = temp_cache("offline");
     let error = fetch(
         "test-org/tiny",
         &settings("http://127.0.0.1:9", &cache, true),
@@ -188,20 +186,19 @@ fn offline_without_a_cached_copy_is_a_clear_error() {
 #[test]
 fn an_unknown_repository_is_a_not_found_error_with_a_hint() {
     let hub = start_hub();
-    let cache = temp_cache("missing");
+    let (_dir, cache) = temp_cache("missing");
     let error = fetch("test-org/nope", &settings(&hub.endpoint, &cache, false)).unwrap_err();
     assert!(
         matches!(error, HubError::Status { status: 404, .. }),
         "{error:?}"
     );
     assert!(error.to_string().contains("test-org/nope"), "{error}");
-    let _ = std::fs::remove_dir_all(&cache);
 }
 
 #[test]
 fn the_cli_takes_a_hub_id_and_honours_hf_endpoint_and_hf_home() {
     let hub = start_hub();
-    let home = temp_cache("cli");
+    let (_dir, home) = temp_cache("cli");
     let run = |offline: &str| {
         Command::new(env!("CARGO_BIN_EXE_clipd"))
             .args([
@@ -233,5 +230,4 @@ fn the_cli_takes_a_hub_id_and_honours_hf_endpoint_and_hf_home() {
         String::from_utf8_lossy(&offline.stderr)
     );
     assert_eq!(online.stdout, offline.stdout);
-    let _ = std::fs::remove_dir_all(&home);
 }

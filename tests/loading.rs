@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clipd::files::FileError;
 use clipd::model::Checkpoint;
@@ -15,6 +14,7 @@ use clipd::preprocess::InputLimits;
 use common::*;
 use serde_json::Value;
 use tch::{Kind, Tensor};
+use tempfile::TempDir;
 
 /// What config.json said, as the checkpoint was loaded.
 fn config(clip: &Checkpoint) -> &ClipConfig {
@@ -31,30 +31,30 @@ const FILES: [&str; 4] = [
 
 /// A copy of a fixture checkpoint in its own temporary folder, removed on drop.
 struct TempModel {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl TempModel {
     fn copy_of(fixture: &str, tag: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "clipd-loading-{}-{}-{tag}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("clipd-loading-{tag}-"))
+            .tempdir()
+            .unwrap();
         let source = model_dir(fixture);
         for file in FILES {
             // fs::copy follows the tokenizer.json symlink and copies its target.
-            std::fs::copy(source.join(file), dir.join(file))
+            std::fs::copy(source.join(file), dir.path().join(file))
                 .unwrap_or_else(|e| panic!("copying {file}: {e}"));
         }
         Self { dir }
     }
 
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
+        self.dir().join(file)
     }
 
     fn tensors(&self) -> Vec<(String, Tensor)> {
@@ -84,24 +84,6 @@ impl TempModel {
         edit(&mut value);
         std::fs::write(&path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
     }
-}
-
-impl Drop for TempModel {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn cpu_f32() -> ModelOptions {
-    ModelOptions {
-        device: DeviceSpec::Cpu,
-        dtype: Dtype::F32,
-    }
-}
-
-fn load(dir: &Path) -> Checkpoint {
-    Checkpoint::load(dir, &cpu_f32(), &InputLimits::default())
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
 }
 
 fn load_err(dir: &Path) -> ModelError {
@@ -157,8 +139,8 @@ fn unmodified_copy_loads_and_matches_the_fixture() {
     for name in CHECKPOINTS {
         let copy = TempModel::copy_of(name, "unmodified");
         assert_same_embeddings(
-            &embeddings(&load(&copy.dir)),
-            &embeddings(&load(&model_dir(name))),
+            &embeddings(&load_cpu(copy.dir())),
+            &embeddings(&load_cpu(&model_dir(name))),
             name,
         );
     }
@@ -168,7 +150,7 @@ fn unmodified_copy_loads_and_matches_the_fixture() {
 fn missing_tensor_is_named() {
     let model = TempModel::copy_of("tiny-a", "missing");
     model.map_tensors(|name, t| (name != "text_projection.weight").then_some(t));
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert!(
         matches!(error, ModelError::MissingTensors { .. }),
         "{error:?}"
@@ -185,7 +167,7 @@ fn several_missing_tensors_are_all_named() {
         "text_model.encoder.layers.2.mlp.fc1.weight",
     ];
     model.map_tensors(|name, t| (!dropped.contains(&name)).then_some(t));
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert!(
         matches!(error, ModelError::MissingTensors { .. }),
         "{error:?}"
@@ -202,7 +184,7 @@ fn unexpected_tensor_is_named() {
         Tensor::ones([4, 4], (Kind::Float, tch::Device::Cpu)),
     ));
     model.write_tensors(&tensors);
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert!(
         matches!(error, ModelError::UnexpectedTensors { .. }),
         "{error:?}"
@@ -229,7 +211,7 @@ fn misshaped_tensor_is_named_with_both_shapes() {
             t
         })
     });
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     match &error {
         ModelError::TensorShape {
             name: n,
@@ -251,7 +233,7 @@ fn transposed_tensor_is_a_shape_error() {
     let model = TempModel::copy_of("tiny-b", "transposed");
     let name = "visual_projection.weight";
     model.map_tensors(|n, t| Some(if n == name { t.tr().contiguous() } else { t }));
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert!(matches!(error, ModelError::TensorShape { .. }), "{error:?}");
     assert_mentions(&error, &[name, "[20, 36]", "[36, 20]"]);
 }
@@ -262,7 +244,7 @@ fn integer_typed_weight_is_rejected() {
         let model = TempModel::copy_of("tiny-a", "integer");
         let name = "text_model.final_layer_norm.weight";
         model.map_tensors(|n, t| Some(if n == name { t.to_kind(kind) } else { t }));
-        let error = load_err(&model.dir);
+        let error = load_err(model.dir());
         assert!(
             matches!(error, ModelError::TensorKind { .. }),
             "{kind:?}: {error:?}"
@@ -276,7 +258,7 @@ fn stale_position_ids_buffers_are_ignored() {
     for fixture in CHECKPOINTS {
         let model = TempModel::copy_of(fixture, "position-ids");
         let mut tensors = model.tensors();
-        let clip = load(&model_dir(fixture));
+        let clip = load_cpu(&model_dir(fixture));
         let positions = [
             ("text_model", config(&clip).text.max_position_embeddings),
             ("vision_model", config(&clip).vision.num_patches() + 1),
@@ -288,7 +270,11 @@ fn stale_position_ids_buffers_are_ignored() {
             ));
         }
         model.write_tensors(&tensors);
-        assert_same_embeddings(&embeddings(&load(&model.dir)), &embeddings(&clip), fixture);
+        assert_same_embeddings(
+            &embeddings(&load_cpu(model.dir())),
+            &embeddings(&clip),
+            fixture,
+        );
     }
 }
 
@@ -317,7 +303,7 @@ fn half_precision_storage_loads_to_the_same_embeddings_as_f32_storage() {
                 );
             }
 
-            let half_clip = load(&stored.dir);
+            let half_clip = load_cpu(stored.dir());
             let half_towers = LoadedModel::load(
                 config(&half_clip),
                 &stored.path("model.safetensors"),
@@ -334,7 +320,7 @@ fn half_precision_storage_loads_to_the_same_embeddings_as_f32_storage() {
             );
             assert_same_embeddings(
                 &embeddings(&half_clip),
-                &embeddings(&load(&widened.dir)),
+                &embeddings(&load_cpu(widened.dir())),
                 &format!("{fixture} stored as {kind:?}"),
             );
         }
@@ -347,7 +333,7 @@ fn corrupt_safetensors_file_names_the_file() {
     let path = model.path("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert!(matches!(error, ModelError::Weights { .. }), "{error:?}");
     assert_mentions(&error, &[path.to_str().unwrap()]);
 }
@@ -358,7 +344,7 @@ fn corrupt_safetensors_file_names_the_file() {
 fn config_error(edit: impl FnOnce(&mut Value)) -> ModelError {
     let model = TempModel::copy_of("tiny-a", "config");
     model.edit_json("config.json", edit);
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert!(
         matches!(error, ModelError::File(FileError::Invalid { .. })),
         "{error:?}"
@@ -371,7 +357,7 @@ fn config_error(edit: impl FnOnce(&mut Value)) -> ModelError {
 fn invalid_config_json_names_the_file() {
     let model = TempModel::copy_of("tiny-a", "config-invalid");
     std::fs::write(model.path("config.json"), "{\"projection_dim\": 24,").unwrap();
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert!(
         matches!(error, ModelError::File(FileError::Invalid { .. })),
         "{error:?}"
@@ -420,8 +406,8 @@ fn legacy_config_dicts_win_over_text_config_and_vision_config() {
         c["text_config"] = garbage.clone();
         c["vision_config"] = garbage;
     });
-    let clip = load(&model.dir);
-    let original = load(&model_dir("tiny-a"));
+    let clip = load_cpu(model.dir());
+    let original = load_cpu(&model_dir("tiny-a"));
     assert_eq!(config(&clip), config(&original));
     assert_same_embeddings(&embeddings(&clip), &embeddings(&original), "tiny-a");
 }
@@ -482,7 +468,7 @@ fn gelu_aliases_parse_as_the_tanh_approximation() {
 fn preprocessor_error(fixture: &str, edit: impl FnOnce(&mut Value)) -> ModelError {
     let model = TempModel::copy_of(fixture, "preprocessor");
     model.edit_json("preprocessor_config.json", edit);
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert!(
         matches!(error, ModelError::File(FileError::Invalid { .. })),
         "{error:?}"
@@ -551,7 +537,7 @@ fn each_missing_file_is_named() {
     for file in FILES {
         let model = TempModel::copy_of("tiny-b", "missing-file");
         std::fs::remove_file(model.path(file)).unwrap();
-        let error = load_err(&model.dir);
+        let error = load_err(model.dir());
         assert_mentions(
             &error,
             &[model.path(file).to_str().unwrap(), "No such file"],
@@ -561,7 +547,8 @@ fn each_missing_file_is_named() {
 
 #[test]
 fn nonexistent_model_directory_is_an_error() {
-    let dir = std::env::temp_dir().join(format!("clipd-loading-{}-nowhere", std::process::id()));
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("nowhere");
     let error = load_err(&dir);
     assert_mentions(&error, &[dir.to_str().unwrap()]);
 }
@@ -570,7 +557,7 @@ fn nonexistent_model_directory_is_an_error() {
 fn invalid_tokenizer_json_names_the_file() {
     let model = TempModel::copy_of("tiny-a", "tokenizer");
     std::fs::write(model.path("tokenizer.json"), "{\"version\": \"1.0\"}").unwrap();
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert!(
         matches!(error, ModelError::File(FileError::Invalid { .. })),
         "{error:?}"
@@ -690,7 +677,7 @@ fn a_tokenizer_larger_than_the_embedding_table_is_rejected() {
             t
         })
     });
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert_mentions(&error, &["tokenizer.json", "1000", "49407"]);
 }
 
@@ -712,7 +699,7 @@ fn a_config_far_larger_than_its_weights_is_refused_before_building_the_model() {
         c["vision_config"]["hidden_size"] = 65536.into();
         c["vision_config"]["num_attention_heads"] = 1.into();
     });
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert_mentions(&error, &["model.safetensors", "parameters"]);
 }
 
@@ -722,7 +709,7 @@ fn a_tokenizer_ending_texts_with_another_token_than_eos_is_rejected() {
     model.edit_json("config.json", |c| {
         c["text_config"]["eos_token_id"] = 49406.into()
     });
-    let error = load_err(&model.dir);
+    let error = load_err(model.dir());
     assert_mentions(&error, &["tokenizer.json", "49407", "49406"]);
 }
 

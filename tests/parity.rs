@@ -7,20 +7,13 @@ mod common;
 use std::collections::HashMap;
 
 use clipd::model::Checkpoint;
-use clipd::model::{DeviceSpec, Dtype, ModelOptions};
-use clipd::preprocess::InputLimits;
 use common::*;
 use tch::Tensor;
 
 const MIN_COSINE: f64 = 0.9999;
 
 fn load(name: &str) -> Checkpoint {
-    let options = ModelOptions {
-        device: DeviceSpec::Cpu,
-        dtype: Dtype::F32,
-    };
-    Checkpoint::load(&model_dir(name), &options, &InputLimits::default())
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    load_cpu(&model_dir(name))
 }
 
 fn texts() -> Vec<String> {

@@ -1,7 +1,11 @@
-//! Paths to the committed fixtures (written by scripts/reference/make_fixtures.py).
+//! Paths to the committed fixtures (written by scripts/reference/make_fixtures.py), and what the
+//! tests do with them.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use clipd::model::{Checkpoint, DeviceSpec, Dtype, ModelOptions};
+use clipd::preprocess::InputLimits;
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -22,6 +26,24 @@ pub fn reference(name: &str) -> serde_json::Value {
 }
 
 pub const CHECKPOINTS: [&str; 2] = ["tiny-a", "tiny-b"];
+
+/// The CPU in f32: how the reference embeddings were made.
+pub fn cpu_f32() -> ModelOptions {
+    ModelOptions {
+        device: DeviceSpec::Cpu,
+        dtype: Dtype::F32,
+    }
+}
+
+/// The checkpoint in `dir` on the CPU in f32 with `limits`; panics naming `dir` if it fails.
+pub fn load_cpu_with(dir: &Path, limits: &InputLimits) -> Checkpoint {
+    Checkpoint::load(dir, &cpu_f32(), limits).unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+}
+
+/// The checkpoint in `dir` on the CPU in f32 with the default input limits.
+pub fn load_cpu(dir: &Path) -> Checkpoint {
+    load_cpu_with(dir, &InputLimits::default())
+}
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "dimensions differ");

@@ -6,7 +6,7 @@ use crate::support::*;
 
 /// A batcher that holds partial batches for a long time: queued inputs stay queued while the test
 /// looks at them.
-pub fn slow_batching() -> clipd::config::Settings {
+pub fn slow_batching() -> TestSettings {
     let mut s = settings("tiny-a");
     s.batching.max_batch_size = 64;
     s.batching.max_delay_ms = 1500;
@@ -50,17 +50,15 @@ async fn a_full_queue_refuses_at_once() {
 async fn inputs_past_their_deadline_never_reach_the_model() {
     let server = TestServer::start(slow_batching()).await;
     let mut client = server.client.clone();
-    let status = client
+    let late = client
         .embed(with_timeout(
             request(vec![text("late"), image("rgb_64x64.png")]),
             Duration::from_millis(100),
         ))
-        .await
-        .expect_err("the deadline passes while queued");
+        .await;
     // The server answers just before the deadline, ahead of the client's own timer (tonic's
     // reports CANCELLED "Timeout expired").
-    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-    assert!(status.message().contains("deadline"), "{status:?}");
+    refused(late, tonic::Code::DeadlineExceeded, "deadline");
     server.wait_for_stats(|s| s.expired == 2).await;
     let stats = server.stats();
     assert_eq!(stats.text_inputs + stats.image_inputs, 0, "{stats:?}");

@@ -1,11 +1,12 @@
 //! Health transitions, reflection, and the `clipd serve` process.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use clipd::server::RunningServer;
+use tempfile::TempDir;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -27,36 +28,40 @@ async fn status(channel: Channel, service: &str) -> ServingStatus {
 
 /// A checkpoint whose config.json is a FIFO: loading blocks on it until the test writes it.
 struct BlockedCheckpoint {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl BlockedCheckpoint {
     fn new() -> Self {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("clipd-blocked-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("clipd-blocked-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
         let source = common::model_dir("tiny-a");
         for file in ["model.safetensors", "preprocessor_config.json"] {
-            std::fs::copy(source.join(file), dir.join(file)).unwrap();
+            std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
         }
         std::fs::copy(
             common::fixtures().join("models/tokenizer/tokenizer.json"),
-            dir.join("tokenizer.json"),
+            dir.path().join("tokenizer.json"),
         )
         .unwrap();
         let made = Command::new("mkfifo")
-            .arg(dir.join("config.json"))
+            .arg(dir.path().join("config.json"))
             .status()
             .unwrap();
         assert!(made.success());
         Self { dir }
     }
 
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Lets the loader read config.json.
     fn release(&self) {
         let config = std::fs::read(common::model_dir("tiny-a").join("config.json")).unwrap();
-        let fifo = self.dir.join("config.json");
+        let fifo = self.dir().join("config.json");
         std::thread::spawn(move || {
             std::fs::OpenOptions::new()
                 .write(true)
@@ -68,18 +73,12 @@ impl BlockedCheckpoint {
     }
 }
 
-impl Drop for BlockedCheckpoint {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_serving_until_the_model_is_loaded() {
     let checkpoint = BlockedCheckpoint::new();
     let mut s = settings("tiny-a");
-    s.model.source = Some(checkpoint.dir.clone());
-    let mut server = RunningServer::start(s, clipd::config::locations_from_env())
+    s.model.source = Some(checkpoint.dir().to_owned());
+    let mut server = RunningServer::start(s.settings(), clipd::config::locations_from_env())
         .await
         .unwrap();
     let channel = channel(&server).await;
@@ -218,27 +217,20 @@ async fn reflection_lists_the_services_in_both_versions() {
 /// The binary: serves on the address it logs, and exits 0 on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clipd_serve_runs_and_stops_on_sigterm() {
-    let (mut child, addr) = spawn_serve(
+    let data = scratch_dir("serve");
+    let (child, addr) = spawn_serve(
         serve_command()
             .arg("--model")
             .arg(common::model_dir("tiny-b"))
             .env("CLIPD__BATCHING__MAX_DELAY_MS", "1")
-            .env("CLIPD__INDEX__DATA_DIR", scratch_dir("serve")),
+            .env("CLIPD__INDEX__DATA_DIR", data.path()),
     );
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(&addr).await;
     let mut client = clipd::grpc::pb::clip_client::ClipClient::new(channel.clone());
     let response = embed(&mut client, vec![text("hello"), image("rgb_64x64.png")]).await;
     assert_eq!(response.model, "tiny-b");
     assert_eq!(status(channel, "").await, ServingStatus::Serving);
-    // SAFETY: kill(2) on our own child's pid, which it still is (not yet waited for).
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(sent, 0, "SIGTERM to clipd serve");
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "{exit:?}");
+    terminate(child);
 }
 
 /// Shutdown: health turns NOT_SERVING, a new request gets UNAVAILABLE, the queued request still
@@ -269,7 +261,9 @@ async fn shutdown_finishes_queued_work_and_refuses_new_requests() {
     while engine.queued_inputs() < 1 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let TestServer { server, mut client } = server;
+    let TestServer {
+        server, mut client, ..
+    } = server;
     let stopping = tokio::spawn(server.shutdown());
     let update = watch.message().await.unwrap().unwrap();
     assert_eq!(update.status(), ServingStatus::NotServing);

@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 use clipd::demo::eval::png;
 use clipd::demo::shapes::Scene;
 use clipd::grpc::pb;
-use clipd::grpc::pb::collections_client::CollectionsClient;
 use clipd::rng::SplitMix64;
+use tempfile::TempDir;
 
 use crate::support::*;
 
@@ -25,8 +25,9 @@ fn stdout(output: &Output) -> String {
 
 /// 20 pictures in two folders (file names say colour and shape), a truncated JPEG, a text file,
 /// and a picture whose path is too long to be an id.
-fn picture_folder() -> std::path::PathBuf {
-    let dir = scratch_dir("pictures");
+fn picture_folder() -> TempDir {
+    let folder = scratch_dir("pictures");
+    let dir = folder.path();
     let mut rng = SplitMix64::new(11);
     for n in 0..20 {
         let scene = Scene::random(&mut rng);
@@ -40,7 +41,7 @@ fn picture_folder() -> std::path::PathBuf {
     let deep = (0..5).fold(dir.join("deep"), |d, i| d.join(format!("{i}").repeat(250)));
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::write(deep.join("x.png"), png(&Scene::random(&mut rng), 32)).unwrap();
-    dir
+    folder
 }
 
 fn ingest(addr: &str, dir: &Path) -> Output {
@@ -63,9 +64,10 @@ async fn ingest_adds_a_folder_resumes_and_reports_bad_files() {
     s.model.source = None;
     let server = TestServer::start(s).await;
     let addr = format!("http://{}", server.server.addr());
-    let dir = picture_folder();
+    let pictures = picture_folder();
+    let dir = pictures.path();
 
-    let first = ingest(&addr, &dir);
+    let first = ingest(&addr, dir);
     let out = stdout(&first);
     assert_eq!(first.status.code(), Some(1), "a file failed: {out}");
     assert!(out.contains("created collection \"photos\""), "{out}");
@@ -79,21 +81,8 @@ async fn ingest_adds_a_folder_resumes_and_reports_bad_files() {
         "{out}"
     );
 
-    let mut c = CollectionsClient::new(channel(&server.server).await);
-    let info = |c: &mut CollectionsClient<_>| {
-        let mut c = c.clone();
-        async move {
-            c.get_collection(pb::GetCollectionRequest {
-                name: "photos".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .collection
-            .unwrap()
-        }
-    };
-    assert_eq!(info(&mut c).await.count, 20);
+    let mut c = collections(&server).await;
+    assert_eq!(info(&mut c, "photos").await.count, 20);
 
     // Resuming: what is there is skipped; a removed item is added again.
     let removed = "odd/01-";
@@ -110,14 +99,14 @@ async fn ingest_adds_a_folder_resumes_and_reports_bad_files() {
     .unwrap();
     std::fs::remove_file(dir.join("broken.jpg")).unwrap();
     std::fs::remove_dir_all(dir.join("deep")).unwrap();
-    let again = ingest(&addr, &dir);
+    let again = ingest(&addr, dir);
     let out = stdout(&again);
     assert!(again.status.success(), "{out}");
     assert!(
         out.contains("20 images found: 1 added, 19 already present, 0 failed"),
         "{out}"
     );
-    assert_eq!(info(&mut c).await.count, 20);
+    assert_eq!(info(&mut c, "photos").await.count, 20);
     let item = c
         .get_items(pb::GetItemsRequest {
             collection: "photos".into(),

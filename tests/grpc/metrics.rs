@@ -46,8 +46,7 @@ async fn metrics_describe_the_traffic_and_pass_promtool() {
     };
     let refused = server.client.embed(big).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    let mut collections =
-        pb::collections_client::CollectionsClient::new(channel(&server.server).await);
+    let mut collections = collections(&server).await;
     collections
         .create_collection(pb::CreateCollectionRequest {
             name: "m".into(),

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::process::Child;
 use std::time::Duration;
 
-use clipd::config::Settings;
 use clipd::demo::eval::png;
 use clipd::demo::shapes::{class_labels, Scene};
 use clipd::grpc::pb::collections_client::CollectionsClient;
@@ -16,16 +15,12 @@ use tonic::Code;
 
 use crate::support::*;
 
-fn demo_settings() -> Settings {
+fn demo_settings() -> TestSettings {
     let mut s = settings("tiny-a");
     s.model.source = None;
     // Small test collections walk the graph like large ones do.
     s.index.exact_scan_max_items = 0;
     s
-}
-
-async fn collections(server: &TestServer) -> CollectionsClient<Channel> {
-    CollectionsClient::new(channel(&server.server).await).max_decoding_message_size(usize::MAX)
 }
 
 async fn create(c: &mut CollectionsClient<Channel>, name: &str) -> pb::CollectionInfo {
@@ -38,15 +33,6 @@ async fn create(c: &mut CollectionsClient<Channel>, name: &str) -> pb::Collectio
     .into_inner()
     .collection
     .unwrap()
-}
-
-async fn info(c: &mut CollectionsClient<Channel>, name: &str) -> pb::CollectionInfo {
-    c.get_collection(pb::GetCollectionRequest { name: name.into() })
-        .await
-        .expect("get collection")
-        .into_inner()
-        .collection
-        .unwrap()
 }
 
 fn meta(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -431,20 +417,12 @@ fn spawn_serve_on(data: &std::path::Path) -> (Child, String) {
     )
 }
 
-async fn connect(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 /// SIGKILL in the middle of a stream of upserts (and of periodic snapshots): after a restart,
 /// every acknowledged item is there with its vector, and the collection still takes writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_keeps_every_acknowledged_write() {
     let data = scratch_dir("killed");
-    let (mut child, addr) = spawn_serve_on(&data);
+    let (mut child, addr) = spawn_serve_on(data.path());
     let channel = connect(&addr).await;
     let mut c = CollectionsClient::new(channel.clone());
     let dim = create(&mut c, "crash").await.dim as usize;
@@ -482,7 +460,7 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
 
-    let (mut child, addr) = spawn_serve_on(&data);
+    let (child, addr) = spawn_serve_on(data.path());
     let channel = connect(&addr).await;
     let mut c = CollectionsClient::new(channel.clone()).max_decoding_message_size(usize::MAX);
     let count = info(&mut c, "crash").await.count as usize;
@@ -540,13 +518,8 @@ async fn a_killed_server_keeps_every_acknowledged_write() {
     upsert(&mut c, "crash", vec![item("after", vector(v.clone()), &[])])
         .await
         .unwrap();
-    // SAFETY: kill(2) on our own child's pid, which it still is (not yet waited for).
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    assert!(child.wait().unwrap().success());
-    std::fs::remove_dir_all(data).unwrap();
+    terminate(child);
+    data.close().unwrap();
 }
 
 /// Searches running while items are replaced and deleted, through background rebuilds: every
@@ -883,18 +856,6 @@ async fn bad_collection_and_search_requests_are_refused_clearly() {
     );
 }
 
-fn refused<T>(result: Result<T, tonic::Status>, code: Code, words: &str) {
-    let Err(status) = result else {
-        panic!("expected {code:?} with {words:?}")
-    };
-    assert_eq!(status.code(), code, "{status:?}");
-    assert!(
-        status.message().contains(words),
-        "{:?} lacks {words:?}",
-        status.message()
-    );
-}
-
 /// A collection of another model is listed and refused FAILED_PRECONDITION, and can be dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collection_of_another_model_is_refused_until_dropped() {
@@ -915,14 +876,15 @@ async fn a_collection_of_another_model_is_refused_until_dropped() {
         .into_inner();
     assert_eq!(listed.collections.len(), 1);
     assert_eq!(listed.collections[0].model, "clipd-demo");
-    let refused = search(
-        &mut server.client,
-        search_request("demo-made", Query::Text("x".into()), 1, &[]),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    assert!(refused.message().contains("clipd-demo"), "{refused:?}");
+    refused(
+        search(
+            &mut server.client,
+            search_request("demo-made", Query::Text("x".into()), 1, &[]),
+        )
+        .await,
+        Code::FailedPrecondition,
+        "clipd-demo",
+    );
     c.drop_collection(pb::DropCollectionRequest {
         name: "demo-made".into(),
     })
@@ -958,7 +920,7 @@ fn checkpoint_copy(model: &str, dir: &std::path::Path, scrambled: bool) -> std::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collections_know_their_checkpoint_by_its_embeddings_not_its_path() {
     let mounts = scratch_dir("mounts");
-    let mounted = mounts.join("a").join("models");
+    let mounted = mounts.path().join("a").join("models");
     let mut s = settings("tiny-a");
     s.model.source = Some(checkpoint_copy("tiny-a", &mounted, false));
     let server = TestServer::start(s.clone()).await;
@@ -993,7 +955,11 @@ async fn collections_know_their_checkpoint_by_its_embeddings_not_its_path() {
     assert_eq!(manifest_json()["probe"], probe, "recorded again");
 
     let mut renamed = s.clone();
-    renamed.model.source = Some(checkpoint_copy("tiny-a", &mounts.join("elsewhere"), false));
+    renamed.model.source = Some(checkpoint_copy(
+        "tiny-a",
+        &mounts.path().join("elsewhere"),
+        false,
+    ));
     let server = TestServer::start(renamed).await;
     let mut c = collections(&server).await;
     assert_eq!(
@@ -1006,15 +972,12 @@ async fn collections_know_their_checkpoint_by_its_embeddings_not_its_path() {
     checkpoint_copy("tiny-a", &mounted, true);
     let server = TestServer::start(s).await;
     let mut c = collections(&server).await;
-    let refused = c
-        .get_collection(pb::GetCollectionRequest {
+    refused(
+        c.get_collection(pb::GetCollectionRequest {
             name: "made-by-a".into(),
         })
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    assert!(
-        refused.message().contains("embeds differently"),
-        "{refused:?}"
+        .await,
+        Code::FailedPrecondition,
+        "embeds differently",
     );
 }

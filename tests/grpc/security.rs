@@ -5,6 +5,7 @@ use clipd::grpc::pb::clip_client::ClipClient;
 use clipd::grpc::pb::collections_client::CollectionsClient;
 use clipd::secret::Secret;
 use clipd::server::RunningServer;
+use tempfile::TempDir;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -26,7 +27,8 @@ fn with_key<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
 async fn api_keys_guard_reads_and_writes_but_not_probes() {
     let mut s = settings("tiny-a");
     s.auth.read_keys = vec![Secret::new("read-key")];
-    let keys_file = scratch_dir("keys").join("write.keys");
+    let keys_dir = scratch_dir("keys");
+    let keys_file = keys_dir.path().join("write.keys");
     std::fs::write(&keys_file, "# writers\nwrite-key\n").unwrap();
     s.auth.write_keys_file = Some(keys_file.clone());
     s.auth.reload_interval_ms = 50;
@@ -147,10 +149,12 @@ fn pki() -> Pki {
     }
 }
 
-async fn tls_server(pki: &Pki, mutual: bool) -> RunningServer {
+/// A server on TLS with `pki`'s server certificate (and its CA for clients, if `mutual`), the
+/// settings it was started with, and the folder of its certificate files: keep all three.
+async fn tls_server(pki: &Pki, mutual: bool) -> (RunningServer, TestSettings, TempDir) {
     let dir = scratch_dir("tls");
     let write = |name: &str, pem: &str| {
-        let path = dir.join(name);
+        let path = dir.path().join(name);
         std::fs::write(&path, pem).unwrap();
         Some(path)
     };
@@ -160,11 +164,11 @@ async fn tls_server(pki: &Pki, mutual: bool) -> RunningServer {
     if mutual {
         s.tls.client_ca_file = write("ca.crt", &pki.ca);
     }
-    let mut server = RunningServer::start(s, clipd::config::locations_from_env())
+    let mut server = RunningServer::start(s.settings(), clipd::config::locations_from_env())
         .await
         .unwrap();
     server.ready().await.unwrap();
-    server
+    (server, s, dir)
 }
 
 /// Embeds "hi" over TLS trusting the test CA, with the client certificate if given.
@@ -197,7 +201,7 @@ async fn embed_over_tls(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_mutual_tls() {
     let pki = pki();
-    let server = tls_server(&pki, false).await;
+    let (server, _settings, _files) = tls_server(&pki, false).await;
     embed_over_tls(&server, &pki, None).await.unwrap();
     // A plain-text client gets no answer from a TLS server.
     let plain = Channel::from_shared(format!("http://{}", server.addr())).unwrap();
@@ -211,7 +215,7 @@ async fn tls_and_mutual_tls() {
     assert!(!answered, "plain text must not be served");
     server.shutdown().await.unwrap();
 
-    let server = tls_server(&pki, true).await;
+    let (server, _settings, _files) = tls_server(&pki, true).await;
     let refused = embed_over_tls(&server, &pki, None).await;
     assert!(
         refused.is_err(),
@@ -233,7 +237,7 @@ async fn tls_and_mutual_tls() {
     // server's (no such collection), not a failed handshake.
     let files = scratch_dir("cli-tls");
     let write = |name: &str, pem: &str| {
-        let path = files.join(name);
+        let path = files.path().join(name);
         std::fs::write(&path, pem).unwrap();
         path.to_str().unwrap().to_owned()
     };
@@ -292,14 +296,14 @@ async fn tls_and_mutual_tls() {
 async fn a_renewed_certificate_is_served_without_a_restart() {
     let (old, new) = (pki(), pki());
     let dir = scratch_dir("renewed");
-    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::write(&cert, &old.server.0).unwrap();
     std::fs::write(&key, &old.server.1).unwrap();
     let mut s = settings("tiny-a");
     s.tls.cert_file = Some(cert.clone());
     s.tls.key_file = Some(key.clone());
     s.tls.reload_interval_ms = 50;
-    let mut server = RunningServer::start(s, clipd::config::locations_from_env())
+    let mut server = RunningServer::start(s.settings(), clipd::config::locations_from_env())
         .await
         .unwrap();
     server.ready().await.unwrap();

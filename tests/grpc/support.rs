@@ -1,47 +1,92 @@
 //! A real server on 127.0.0.1:0 with a fixture checkpoint, and a real client.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clipd::config::Settings;
 use clipd::grpc::pb::clip_client::ClipClient;
+use clipd::grpc::pb::collections_client::CollectionsClient;
 use clipd::grpc::pb::{self, input::Kind};
 use clipd::server::RunningServer;
+use tempfile::TempDir;
 use tonic::transport::Channel;
+use tonic::Code;
 
 use crate::common;
 
-pub fn settings(model: &str) -> Settings {
+/// Server settings for a test: the fixture checkpoint `model`, any free port of 127.0.0.1, and a
+/// data directory of their own (read and written through `Deref`).
+pub fn settings(model: &str) -> TestSettings {
+    let data_dir = scratch_dir("data");
     let mut settings = Settings::default();
     settings.server.grpc_addr = ([127, 0, 0, 1], 0).into();
     settings.model.source = Some(common::model_dir(model));
-    settings.index.data_dir = scratch_dir("data");
+    settings.index.data_dir = data_dir.path().to_owned();
     settings.metrics.addr = ([127, 0, 0, 1], 0).into();
-    settings
+    TestSettings {
+        settings,
+        data_dir: Arc::new(data_dir),
+    }
 }
 
-/// A new, empty directory under the system's temporary directory.
-pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("clipd-grpc-{}-{tag}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// Settings and the temporary data directory they name, which is removed once every clone of
+/// them and every `TestServer` started with them is dropped.
+#[derive(Clone)]
+pub struct TestSettings {
+    settings: Settings,
+    data_dir: Arc<TempDir>,
+}
+
+impl TestSettings {
+    /// A copy of the settings, for `RunningServer::start`: keep `self` until that server is gone.
+    pub fn settings(&self) -> Settings {
+        self.settings.clone()
+    }
+}
+
+impl Deref for TestSettings {
+    type Target = Settings;
+
+    fn deref(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+impl DerefMut for TestSettings {
+    fn deref_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+}
+
+/// A new, empty directory under the system's temporary directory, removed when dropped.
+pub fn scratch_dir(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("clipd-grpc-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 pub struct TestServer {
     pub server: RunningServer,
     pub client: ClipClient<Channel>,
+    /// Dropped after the server (fields drop in order).
+    _data_dir: Arc<TempDir>,
 }
 
 impl TestServer {
-    pub async fn start(settings: Settings) -> Self {
-        let mut server = RunningServer::start(settings, clipd::config::locations_from_env())
-            .await
-            .expect("start the server");
+    pub async fn start(settings: TestSettings) -> Self {
+        let mut server =
+            RunningServer::start(settings.settings(), clipd::config::locations_from_env())
+                .await
+                .expect("start the server");
         server.ready().await.expect("load the model");
         let client = ClipClient::new(channel(&server).await).max_decoding_message_size(usize::MAX);
-        Self { server, client }
+        Self {
+            server,
+            client,
+            _data_dir: settings.data_dir,
+        }
     }
 
     pub fn stats(&self) -> clipd::engine::StatsSnapshot {
@@ -61,11 +106,52 @@ impl TestServer {
 }
 
 pub async fn channel(server: &RunningServer) -> Channel {
-    Channel::from_shared(format!("http://{}", server.addr()))
+    connect(&server.addr().to_string()).await
+}
+
+/// A plain-text channel to `addr` (host:port).
+pub async fn connect(addr: &str) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .expect("connect")
+}
+
+pub async fn collections(server: &TestServer) -> CollectionsClient<Channel> {
+    CollectionsClient::new(channel(&server.server).await).max_decoding_message_size(usize::MAX)
+}
+
+/// What GetCollection says of the collection `name`.
+pub async fn info(c: &mut CollectionsClient<Channel>, name: &str) -> pb::CollectionInfo {
+    c.get_collection(pb::GetCollectionRequest { name: name.into() })
+        .await
+        .expect("get collection")
+        .into_inner()
+        .collection
+        .unwrap()
+}
+
+pub async fn model_info(client: &mut ClipClient<Channel>) -> pb::ModelInfo {
+    client
+        .get_model_info(pb::GetModelInfoRequest {})
+        .await
+        .expect("get model info")
+        .into_inner()
+}
+
+/// Asserts that `result` is an error with `code` whose message contains `words`.
+#[track_caller]
+pub fn refused<T>(result: Result<T, tonic::Status>, code: Code, words: &str) {
+    let Err(status) = result else {
+        panic!("expected {code:?} with {words:?}")
+    };
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(words),
+        "{:?} lacks {words:?}",
+        status.message()
+    );
 }
 
 pub fn text(text: &str) -> pb::Input {
@@ -153,6 +239,15 @@ pub fn spawn_serve(command: &mut std::process::Command) -> (std::process::Child,
     };
     std::thread::spawn(move || lines.for_each(drop));
     (child, addr)
+}
+
+/// Sends `clipd serve` SIGTERM: it must exit 0.
+pub fn terminate(mut child: std::process::Child) {
+    // SAFETY: kill(2) on our own child's pid, which it still is (not yet waited for).
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0, "SIGTERM to clipd serve");
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
 }
 
 /// `clipd serve` on any free port of 127.0.0.1.
