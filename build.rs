@@ -1,6 +1,6 @@
-//! Generates the gRPC code and the descriptor set (for reflection) from proto/, makes the clipd
-//! binaries find libtorch at run time without `LD_LIBRARY_PATH`, and keeps CUDA linked when the
-//! CUDA libraries are installed.
+//! Generates the gRPC code (clipd's, and a client for Milvus') and clipd's descriptor set (for
+//! reflection) from proto/, makes the clipd binaries find libtorch at run time without
+//! `LD_LIBRARY_PATH`, and keeps CUDA linked when the CUDA libraries are installed.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +9,7 @@ use prost::Message;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     compile_protos();
+    compile_milvus_protos();
     link_libtorch();
 }
 
@@ -27,6 +28,27 @@ fn compile_protos() {
         .bytes(".clipd.v1.SearchRequest.image")
         .compile_fds(fds)
         .expect("generate the gRPC code");
+}
+
+/// The client for Milvus' MilvusService, from Milvus' own protos (vendored in proto/milvus; see
+/// its README.md): the modules `milvus.proto.{common,schema,feder,msg,milvus}`, included by
+/// src/index/milvus/pb.rs. Their descriptors are not written out: reflection serves only clipd's.
+fn compile_milvus_protos() {
+    // The Milvus protos import one another by bare file name ("common.proto"), so proto/milvus
+    // is their include root. milvus.proto imports every other file vendored there.
+    const ROOT: &str = "proto/milvus";
+    const PROTO: &str = "milvus.proto";
+    println!("cargo:rerun-if-changed={ROOT}");
+    let fds = protox::compile([PROTO], [ROOT]).unwrap_or_else(|e| panic!("{ROOT}/{PROTO}: {e}"));
+    tonic_prost_build::configure()
+        // clipd only calls Milvus.
+        .build_server(false)
+        // MilvusService has an RPC named `Connect`, whose client method would clash with the
+        // `connect()` constructor tonic generates with its transport: the client is made with
+        // `MilvusServiceClient::new(channel)` over a `tonic::transport::Channel` instead.
+        .build_transport(false)
+        .compile_fds(fds)
+        .expect("generate the Milvus gRPC client");
 }
 
 fn link_libtorch() {

@@ -182,6 +182,9 @@ impl Settings {
         if let Some(problem) = i.hnsw.problem() {
             return invalid("index.hnsw", &problem);
         }
+        if let Some(problem) = i.milvus.problem() {
+            return invalid("index.milvus", &problem);
+        }
         if !(i.rebuild_tombstone_ratio > 0.0 && i.rebuild_tombstone_ratio <= 1.0) {
             return invalid(
                 "index.rebuild_tombstone_ratio",

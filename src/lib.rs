@@ -4,7 +4,7 @@
 //! everything from the `config` tree; `grpc` and `ingest` are transports and clients; `classify`
 //! and `index` are the domain over the `engine` (batching, the model thread); `model` holds the
 //! model families behind one seam, over `preprocess` (tokenisers, image pipelines), `hub`,
-//! `files`, `ann`, `telemetry`, `secret` and `rng`. `demo` trains the bundled demo model.
+//! `files`, `ann`, `reload`, `telemetry`, `secret` and `rng`. `demo` trains the bundled demo model.
 
 pub mod ann;
 pub mod classify;
@@ -18,6 +18,7 @@ pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod preprocess;
+pub mod reload;
 pub mod rng;
 pub mod secret;
 pub mod server;

@@ -5,6 +5,17 @@
 use serde::{Deserialize, Serialize, Serializer};
 use subtle::ConstantTimeEq;
 
+/// The secrets in a file (a mounted Kubernetes Secret, say): one per line, trimmed, blank lines
+/// and lines starting with # skipped.
+pub fn read_secrets(path: &std::path::Path) -> std::io::Result<Vec<Secret>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Secret::new)
+        .collect())
+}
+
 /// What a secret shows instead of itself.
 pub const REDACTED: &str = "<redacted>";
 

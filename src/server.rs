@@ -3,6 +3,7 @@
 //! `clipd.v1.Collections`, `grpc.health.v1.Health` and reflection (v1 and v1alpha), and metrics.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use std::time::Duration;
@@ -22,8 +23,12 @@ use crate::grpc::{
     pb, stamp_deadline, Access, Advertised, ApiKeys, ClipService, CollectionsService, KeyFileError,
     Loaded, ObserveLayer, State, Tls, TlsError,
 };
-use crate::index::{CollectionStore, EmbeddedStore, ModelIdentity, Registry};
+use crate::index::{
+    Backend, CollectionStore, EmbeddedStore, IndexSettings, MilvusStore, ModelIdentity, Registry,
+};
 use crate::model::{Locations, ModelSpec};
+use crate::reload::{self, Reread};
+use crate::secret::{read_secrets, Secret};
 use crate::telemetry;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +68,8 @@ pub enum LoadError {
     },
     #[error("opening the collections failed: {0}")]
     Thread(String),
+    #[error("cannot use Milvus for collections: {0}")]
+    Milvus(String),
 }
 
 /// The health-checked service names; "" is the server as a whole.
@@ -350,12 +357,7 @@ async fn load(
             probe: d.probe.clone(),
         }
     };
-    let dir = index.data_dir.clone();
-    let collections = tokio::task::spawn_blocking(move || Registry::open(index, identity))
-        .await
-        .map_err(|e| LoadError::Thread(e.to_string()))?
-        .map_err(|source| LoadError::Collections { dir, source })?;
-    let collections: Arc<dyn CollectionStore> = Arc::new(EmbeddedStore::new(collections));
+    let collections = open_store(index, identity, stopping.clone()).await?;
     if let Some(every) = settings.index.snapshot_interval() {
         tokio::spawn(snapshot_periodically(
             Arc::downgrade(&collections),
@@ -377,6 +379,75 @@ async fn load(
     });
     tokio::spawn(report_health(health, reporter, stopping));
     Ok(())
+}
+
+/// The configured collection store, opened for the model the server runs.
+async fn open_store(
+    index: IndexSettings,
+    identity: ModelIdentity,
+    stopping: watch::Receiver<bool>,
+) -> Result<Arc<dyn CollectionStore>, LoadError> {
+    match index.backend {
+        Backend::Embedded => {
+            let dir = index.data_dir.clone();
+            let registry = tokio::task::spawn_blocking(move || Registry::open(index, identity))
+                .await
+                .map_err(|e| LoadError::Thread(e.to_string()))?
+                .map_err(|source| LoadError::Collections { dir, source })?;
+            Ok(Arc::new(EmbeddedStore::new(registry)))
+        }
+        Backend::Milvus => {
+            let milvus = index.milvus.clone();
+            let read = |path: &Path| {
+                std::fs::read(path)
+                    .map_err(|e| LoadError::Milvus(format!("{}: {e}", path.display())))
+            };
+            let ca = milvus.ca_file.as_deref().map(read).transpose()?;
+            let token = match &milvus.token_file {
+                None => None,
+                Some(path) => Some(milvus_token(path).map_err(LoadError::Milvus)?),
+            };
+            let store = MilvusStore::connect(milvus.clone(), index, identity, token, ca)
+                .await
+                .map_err(LoadError::Milvus)?;
+            let store = Arc::new(store);
+            if let (Some(path), true) = (milvus.token_file.clone(), milvus.reload_interval_ms > 0) {
+                let interval = Duration::from_millis(milvus.reload_interval_ms);
+                let reloading = Arc::clone(&store);
+                let last = Arc::new(parking_lot::Mutex::new(milvus_token(&path).ok()));
+                reload::every(
+                    "milvus_token",
+                    interval,
+                    stopping,
+                    move || -> Result<_, String> {
+                        let token = milvus_token(&path)?;
+                        let mut last = last.lock();
+                        if last.as_ref() == Some(&token) {
+                            return Ok(Reread::Unchanged);
+                        }
+                        reloading.set_token(Some(&token))?;
+                        *last = Some(token);
+                        Ok(Reread::Changed("the Milvus token".into()))
+                    },
+                );
+            }
+            Ok(store)
+        }
+    }
+}
+
+/// The first secret in Milvus' token file.
+fn milvus_token(path: &Path) -> Result<Secret, String> {
+    read_secrets(path)
+        .map_err(|e| {
+            format!(
+                "cannot read index.milvus.token_file {}: {e}",
+                path.display()
+            )
+        })?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("index.milvus.token_file {} holds no token", path.display()))
 }
 
 /// Mirrors the engine's health into the gRPC health service until shutdown, which then owns it.

@@ -14,9 +14,9 @@ use tokio::sync::watch;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use super::reload::{self, Reread};
 use super::settings::AuthSettings;
-use crate::secret::Secret;
+use crate::reload::{self, Reread};
+use crate::secret::{read_secrets, Secret};
 
 /// What a service needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,18 +62,11 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// The keys in a file: one per line, blank lines and lines starting with # skipped.
 fn keys_in(path: &Path) -> Result<Vec<Secret>, KeyFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+    read_secrets(path).map_err(|source| KeyFileError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(Secret::new)
-        .collect())
+    })
 }
 
 /// The configured keys and those in the files now; None when there are none.

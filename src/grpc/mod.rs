@@ -8,7 +8,6 @@ mod collections_service;
 mod convert;
 mod deadline;
 mod observe;
-mod reload;
 mod settings;
 mod state;
 mod status;

@@ -46,6 +46,7 @@ impl From<IndexError> for tonic::Status {
             }
             IndexError::TooManyCollections(_) => Self::resource_exhausted(message),
             IndexError::OtherModel { .. } => Self::failed_precondition(message),
+            IndexError::Unavailable(_) => Self::unavailable(message),
             IndexError::Unopened { .. } => Self::data_loss(message),
             // The log has the details.
             IndexError::Storage(_) | IndexError::Failed(_) => Self::internal(message),

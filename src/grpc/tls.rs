@@ -19,8 +19,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::TcpIncoming;
 
-use super::reload::{self, Reread};
 use super::settings::TlsSettings;
+use crate::reload::{self, Reread};
 
 /// A client that has not finished its handshake by then is dropped, so that it cannot hold a
 /// connection slot.

@@ -56,4 +56,7 @@ pub enum IndexError {
     Storage(String),
     #[error("{0} failed (see the server's log)")]
     Failed(&'static str),
+    /// The store is away (Milvus unreachable, or too slow): worth retrying.
+    #[error("the collection store is unavailable; retry with back-off ({0})")]
+    Unavailable(String),
 }

@@ -8,6 +8,7 @@ mod collection;
 mod embedded;
 mod error;
 mod identity;
+pub mod milvus;
 mod registry;
 mod settings;
 mod snapshot;
@@ -19,11 +20,12 @@ pub use collection::{Collection, Info, Manifest, Search, Target};
 pub use embedded::EmbeddedStore;
 pub use error::{IndexError, Subject};
 pub use identity::ModelIdentity;
+pub use milvus::{Consistency, MilvusSettings, MilvusStore};
 pub use registry::{name_problem, Listed, Registry};
-pub use settings::IndexSettings;
+pub use settings::{Backend, IndexSettings};
 pub use store::{Found, Hit, Item, Metadata};
 
-use crate::ann::dot;
+use crate::ann::{dot, HnswSettings};
 
 /// Limits on what an item carries (vectors are limited by the collection's dimension).
 pub const MAX_ID_BYTES: usize = 1024;
@@ -31,6 +33,36 @@ pub const MAX_METADATA_PAIRS: usize = 64;
 pub const MAX_METADATA_BYTES: usize = 1024;
 /// Ids in one GetItems request.
 pub const MAX_GET_IDS: usize = 1024;
+
+/// A new collection's name, checked as every store checks it.
+pub fn check_name(name: &str) -> Result<(), IndexError> {
+    match name_problem(name) {
+        Some(problem) => Err(IndexError::InvalidRequest(format!(
+            "collection name {name:?}: {problem}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A new collection's HNSW settings: fields left at 0 take `defaults`; refused when they cannot
+/// work.
+pub fn resolve_hnsw(
+    given: HnswSettings,
+    defaults: HnswSettings,
+) -> Result<HnswSettings, IndexError> {
+    let pick = |v: usize, default: usize| if v == 0 { default } else { v };
+    let hnsw = HnswSettings {
+        m: pick(given.m, defaults.m),
+        ef_construction: pick(given.ef_construction, defaults.ef_construction),
+        ef_search: pick(given.ef_search, defaults.ef_search),
+    };
+    match hnsw.problem() {
+        Some(problem) => Err(IndexError::InvalidRequest(format!(
+            "HNSW settings: {problem}"
+        ))),
+        None => Ok(hnsw),
+    }
+}
 
 /// What is wrong with an item's id, if anything.
 pub fn id_problem(id: &str) -> Option<String> {

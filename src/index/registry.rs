@@ -9,8 +9,8 @@ use parking_lot::RwLock;
 
 use super::collection::{Collection, Info, Manifest};
 use super::identity::ModelIdentity;
-use super::IndexError;
 use super::IndexSettings;
+use super::{check_name, resolve_hnsw, IndexError};
 use crate::ann::HnswSettings;
 
 /// Directory prefixes of collections being created or dropped; left-overs of a crash are removed.
@@ -113,23 +113,8 @@ impl Registry {
 
     /// Creates an empty collection; `hnsw` fields left at 0 take the configured defaults.
     pub fn create(&self, name: &str, hnsw: HnswSettings) -> Result<Info, IndexError> {
-        if let Some(problem) = name_problem(name) {
-            return Err(IndexError::InvalidRequest(format!(
-                "collection name {name:?}: {problem}"
-            )));
-        }
-        let defaults = self.settings.hnsw;
-        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
-        let hnsw = HnswSettings {
-            m: pick(hnsw.m, defaults.m),
-            ef_construction: pick(hnsw.ef_construction, defaults.ef_construction),
-            ef_search: pick(hnsw.ef_search, defaults.ef_search),
-        };
-        if let Some(problem) = hnsw.problem() {
-            return Err(IndexError::InvalidRequest(format!(
-                "HNSW settings: {problem}"
-            )));
-        }
+        check_name(name)?;
+        let hnsw = resolve_hnsw(hnsw, self.settings.hnsw)?;
         // Creates and drops take turns; the disk work happens outside `entries`, which every
         // request reads.
         let _admin = self.admin.lock().expect("never poisoned");

@@ -5,12 +5,26 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::milvus::MilvusSettings;
 use crate::ann::HnswSettings;
+
+/// Where collections live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In this process, under `data_dir` (hnsw_rs): nothing else to run, one replica.
+    #[default]
+    Embedded,
+    /// In Milvus (`index.milvus`): every replica serves the same collections.
+    Milvus,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IndexSettings {
-    /// Where collections are kept (`<data_dir>/collections/<name>`).
+    /// "embedded" or "milvus".
+    pub backend: Backend,
+    /// Where the embedded store keeps collections (`<data_dir>/collections/<name>`).
     pub data_dir: PathBuf,
     /// How often collections written to are snapshotted (and their logs emptied); 0: only at
     /// shutdown.
@@ -28,6 +42,7 @@ pub struct IndexSettings {
     pub max_collections: usize,
     /// Defaults for new collections (CreateCollection can set each).
     pub hnsw: HnswSettings,
+    pub milvus: MilvusSettings,
 }
 
 impl Default for IndexSettings {
@@ -41,6 +56,8 @@ impl Default for IndexSettings {
             max_top_k: 1000,
             max_collections: 1000,
             hnsw: HnswSettings::default(),
+            backend: Backend::Embedded,
+            milvus: MilvusSettings::default(),
         }
     }
 }

@@ -12,5 +12,6 @@ mod ingest;
 mod metrics;
 mod search;
 mod security;
+mod stores;
 mod streaming;
 mod support;

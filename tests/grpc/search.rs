@@ -23,18 +23,6 @@ fn demo_settings() -> TestSettings {
     s
 }
 
-async fn create(c: &mut CollectionsClient<Channel>, name: &str) -> pb::CollectionInfo {
-    c.create_collection(pb::CreateCollectionRequest {
-        name: name.into(),
-        ..Default::default()
-    })
-    .await
-    .expect("create")
-    .into_inner()
-    .collection
-    .unwrap()
-}
-
 fn meta(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()

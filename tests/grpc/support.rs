@@ -122,6 +122,19 @@ pub async fn collections(server: &TestServer) -> CollectionsClient<Channel> {
     CollectionsClient::new(channel(&server.server).await).max_decoding_message_size(usize::MAX)
 }
 
+/// Creates the collection `name` with the default settings.
+pub async fn create(c: &mut CollectionsClient<Channel>, name: &str) -> pb::CollectionInfo {
+    c.create_collection(pb::CreateCollectionRequest {
+        name: name.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("create")
+    .into_inner()
+    .collection
+    .unwrap()
+}
+
 /// What GetCollection says of the collection `name`.
 pub async fn info(c: &mut CollectionsClient<Channel>, name: &str) -> pb::CollectionInfo {
     c.get_collection(pb::GetCollectionRequest { name: name.into() })

@@ -1,5 +1,5 @@
-//! Re-reading files the server was started with (API keys, TLS certificates) while it runs, so
-//! that a rotated Kubernetes Secret takes effect without a restart.
+//! Re-reading files the server was started with (API keys, TLS certificates, Milvus' token)
+//! while it runs, so that a rotated Kubernetes Secret takes effect without a restart.
 
 use std::time::Duration;
 

@@ -1,0 +1,702 @@
+//! What Collections and Search do on every collection store, run against each: the embedded
+//! store always, Milvus when the test runs beside one (`scripts/test.sh` runs
+//! `scripts/with-milvus.sh cargo test --release --test grpc -- --ignored stores::milvus`; outside
+//! it the Milvus variants are ignored, listed as such, and fail if asked to run without one).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clipd::grpc::pb::collections_client::CollectionsClient;
+use clipd::grpc::pb::{self, item::Content, search_request::Query};
+use clipd::index::{Backend, Consistency};
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::support::{
+    collections, create, info, refused, settings, text, TestServer, TestSettings,
+};
+
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Embedded,
+    Milvus,
+}
+
+/// Settings for a server with the fixture model `model` on `store`; the Milvus collections of
+/// each call get their own prefix, so that tests sharing one Milvus never meet.
+fn on(store: Store, model: &str) -> TestSettings {
+    static RUN: AtomicUsize = AtomicUsize::new(0);
+    let mut s = settings(model);
+    if let Store::Milvus = store {
+        s.index.backend = Backend::Milvus;
+        s.index.milvus.url = std::env::var("MILVUS_URL")
+            .expect("MILVUS_URL: run the Milvus variants under scripts/with-milvus.sh");
+        s.index.milvus.collection_prefix = format!(
+            "t{}_{}_",
+            std::process::id(),
+            RUN.fetch_add(1, Ordering::Relaxed)
+        );
+        s.index.milvus.request_timeout_ms = 5_000;
+        s.index.milvus.connect_timeout_ms = 1_000;
+    }
+    s
+}
+
+/// `to` uses the same collections as `from` (the same data directory, or Milvus prefix).
+fn sharing(from: &TestSettings, mut to: TestSettings) -> TestSettings {
+    to.index.data_dir = from.index.data_dir.clone();
+    to.index.milvus = from.index.milvus.clone();
+    to.index.backend = from.index.backend;
+    to
+}
+
+fn vector_item(id: &str, values: Vec<f32>, metadata: &[(&str, &str)]) -> pb::Item {
+    pb::Item {
+        id: id.into(),
+        content: Some(Content::Vector(pb::Vector { values })),
+        metadata: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// A unit vector of `dim` values pointing mostly along `axis`.
+fn axis(dim: usize, axis: usize) -> Vec<f32> {
+    let mut v = vec![0.05; dim];
+    v[axis % dim] = 1.0;
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+async fn upsert(
+    c: &mut CollectionsClient<Channel>,
+    name: &str,
+    items: Vec<pb::Item>,
+) -> pb::UpsertResponse {
+    c.upsert(pb::UpsertRequest {
+        collection: name.into(),
+        items,
+    })
+    .await
+    .expect("upsert")
+    .into_inner()
+}
+
+fn search(name: &str, query: Query, top_k: u32) -> pb::SearchRequest {
+    pb::SearchRequest {
+        collection: name.into(),
+        query: Some(query),
+        top_k,
+        ..Default::default()
+    }
+}
+
+fn ids(response: &pb::SearchResponse) -> Vec<&str> {
+    response.hits.iter().map(|h| h.id.as_str()).collect()
+}
+
+async fn collections_are_created_described_listed_and_dropped(store: Store) {
+    let server = TestServer::start(on(store, "tiny-a")).await;
+    let mut c = collections(&server).await;
+    let dim = server.server.engine().unwrap().description().dim as u32;
+    let created = create(&mut c, "photos.2024-a_b").await;
+    assert_eq!(
+        (created.name.as_str(), created.dim, created.count),
+        ("photos.2024-a_b", dim, 0)
+    );
+    assert_eq!(
+        (created.m, created.ef_construction, created.ef_search),
+        (24, 200, 128)
+    );
+    let again = c
+        .create_collection(pb::CreateCollectionRequest {
+            name: "photos.2024-a_b".into(),
+            ..Default::default()
+        })
+        .await;
+    refused(again, Code::AlreadyExists, "photos.2024-a_b");
+    let tuned = c
+        .create_collection(pb::CreateCollectionRequest {
+            name: "tuned".into(),
+            m: 8,
+            ef_construction: 64,
+            ef_search: 32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .collection
+        .unwrap();
+    assert_eq!(
+        (tuned.m, tuned.ef_construction, tuned.ef_search),
+        (8, 64, 32)
+    );
+    for (name, m, words) in [
+        ("bad/name", 0, "may hold only"),
+        ("", 0, "1 to 64"),
+        ("ok", 300, "m is 300"),
+    ] {
+        let bad = c
+            .create_collection(pb::CreateCollectionRequest {
+                name: name.into(),
+                m,
+                ..Default::default()
+            })
+            .await;
+        refused(bad, Code::InvalidArgument, words);
+    }
+    let listed = c
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    let names: Vec<&str> = listed.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["photos.2024-a_b", "tuned"]);
+    let unknown = c
+        .get_collection(pb::GetCollectionRequest {
+            name: "nope".into(),
+        })
+        .await;
+    refused(unknown, Code::NotFound, "nope");
+    c.drop_collection(pb::DropCollectionRequest {
+        name: "tuned".into(),
+    })
+    .await
+    .unwrap();
+    let gone = c
+        .drop_collection(pb::DropCollectionRequest {
+            name: "tuned".into(),
+        })
+        .await;
+    refused(gone, Code::NotFound, "tuned");
+    let search = server
+        .client
+        .clone()
+        .search(search(
+            "tuned",
+            Query::Vector(pb::Vector {
+                values: axis(dim as usize, 0),
+            }),
+            1,
+        ))
+        .await;
+    refused(search, Code::NotFound, "tuned");
+}
+
+async fn items_are_upserted_read_replaced_and_deleted(store: Store) {
+    let server = TestServer::start(on(store, "tiny-a")).await;
+    let mut c = collections(&server).await;
+    let mut clip = server.client.clone();
+    let dim = server.server.engine().unwrap().description().dim as usize;
+    create(&mut c, "things").await;
+    let mut items: Vec<pb::Item> = (0..6)
+        .map(|i| vector_item(&format!("v{i}"), axis(dim, i), &[("n", &i.to_string())]))
+        .collect();
+    items.push(pb::Item {
+        id: "caption".into(),
+        content: Some(Content::Text("a photo of a red circle".into())),
+        metadata: Default::default(),
+    });
+    let written = upsert(&mut c, "things", items).await;
+    assert_eq!((written.inserted, written.replaced), (7, 0));
+    assert_eq!(info(&mut c, "things").await.count, 7);
+
+    let by_vector = clip
+        .search(search(
+            "things",
+            Query::Vector(pb::Vector {
+                values: axis(dim, 2),
+            }),
+            3,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_vector.hits[0].id, "v2");
+    assert!(
+        (by_vector.hits[0].score - 1.0).abs() < 1e-4,
+        "{:?}",
+        by_vector.hits[0]
+    );
+    assert_eq!(by_vector.hits[0].metadata["n"], "2");
+    assert_eq!(by_vector.hits.len(), 3);
+    let by_text = clip
+        .search(search(
+            "things",
+            Query::Text("a photo of a red circle".into()),
+            1,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids(&by_text), ["caption"]);
+    assert!(by_text.hits[0].score > 0.9999, "{:?}", by_text.hits[0]);
+    let by_id = clip
+        .search(search("things", Query::Id("v4".into()), 7))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_id.hits.len(), 6, "every other item, not v4 itself");
+    assert!(!ids(&by_id).contains(&"v4"));
+    let unknown = clip
+        .search(search("things", Query::Id("v9".into()), 3))
+        .await;
+    refused(unknown, Code::NotFound, "v9");
+
+    let got = c
+        .get_items(pb::GetItemsRequest {
+            collection: "things".into(),
+            ids: vec!["v3".into(), "missing".into(), "v1".into()],
+            with_vectors: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    let got_ids: Vec<&str> = got.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(
+        got_ids,
+        ["v3", "v1"],
+        "in the order asked, missing ids skipped"
+    );
+    let Some(Content::Vector(v)) = &got[0].content else {
+        panic!("{:?}", got[0])
+    };
+    let expected = axis(dim, 3);
+    assert!(v
+        .values
+        .iter()
+        .zip(&expected)
+        .all(|(a, b)| (a - b).abs() < 1e-6));
+    assert_eq!(got[1].metadata["n"], "1");
+
+    let replaced = upsert(
+        &mut c,
+        "things",
+        vec![
+            vector_item("v0", axis(dim, 5), &[("n", "zero")]),
+            vector_item("v6", axis(dim, 6), &[]),
+        ],
+    )
+    .await;
+    assert_eq!((replaced.inserted, replaced.replaced), (1, 1));
+    let moved = clip
+        .search(search(
+            "things",
+            Query::Vector(pb::Vector {
+                values: axis(dim, 5),
+            }),
+            2,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut top2 = ids(&moved);
+    top2.sort();
+    assert_eq!(top2, ["v0", "v5"], "v0 now points where v5 does");
+
+    let deleted = c
+        .delete(pb::DeleteRequest {
+            collection: "things".into(),
+            ids: vec!["v5".into(), "v0".into(), "never".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted, 2);
+    assert_eq!(info(&mut c, "things").await.count, 6);
+    let after = clip
+        .search(search(
+            "things",
+            Query::Vector(pb::Vector {
+                values: axis(dim, 5),
+            }),
+            10,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !ids(&after).contains(&"v5") && !ids(&after).contains(&"v0"),
+        "{after:?}"
+    );
+    assert_eq!(after.hits.len(), 6);
+}
+
+async fn filters_narrow_and_hostile_values_stay_data(store: Store) {
+    let server = TestServer::start(on(store, "tiny-a")).await;
+    let mut c = collections(&server).await;
+    let mut clip = server.client.clone();
+    let dim = server.server.engine().unwrap().description().dim as usize;
+    create(&mut c, "filtered").await;
+    let hostile = [
+        "x\" || id != \"",
+        "a' or 1==1",
+        "back\\slash",
+        "new\nline",
+        "]) || (true",
+        "ünïcödé 🍎",
+        "",
+    ];
+    let mut items: Vec<pb::Item> = hostile
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            vector_item(
+                &format!("h{i}"),
+                axis(dim, i),
+                &[("k", value), ("kind", "hostile")],
+            )
+        })
+        .collect();
+    items.push(vector_item(
+        "odd key",
+        axis(dim, 9),
+        &[("k\"] == \"x", "v"), ("kind", "plain")],
+    ));
+    upsert(&mut c, "filtered", items).await;
+    let query = Query::Vector(pb::Vector {
+        values: axis(dim, 0),
+    });
+    let with_filter = |pairs: &[(&str, &str)]| pb::SearchRequest {
+        filter: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..search("filtered", query.clone(), 20)
+    };
+    for (i, value) in hostile.iter().enumerate() {
+        let found = clip
+            .search(with_filter(&[("k", value)]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            ids(&found),
+            [format!("h{i}").as_str()],
+            "filter k = {value:?}"
+        );
+    }
+    let odd = clip
+        .search(with_filter(&[("k\"] == \"x", "v")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids(&odd), ["odd key"]);
+    for value in ["x", "\" || \"\" == \"", "*", "h0"] {
+        let none = clip
+            .search(with_filter(&[("k", value)]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            none.hits.is_empty(),
+            "filter k = {value:?} found {:?}",
+            ids(&none)
+        );
+    }
+    let both = clip
+        .search(with_filter(&[("kind", "hostile"), ("k", "a' or 1==1")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids(&both), ["h1"], "every pair must hold");
+    let hostiles = clip
+        .search(with_filter(&[("kind", "hostile")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hostiles.hits.len(), hostile.len());
+}
+
+async fn bad_requests_are_refused_the_same_way(store: Store) {
+    let server = TestServer::start(on(store, "tiny-a")).await;
+    let mut c = collections(&server).await;
+    let mut clip = server.client.clone();
+    let dim = server.server.engine().unwrap().description().dim as usize;
+    create(&mut c, "strict").await;
+    let query = Query::Vector(pb::Vector {
+        values: axis(dim, 0),
+    });
+    let too_many = clip.search(search("strict", query.clone(), 1001)).await;
+    refused(too_many, Code::InvalidArgument, "top_k is 1001");
+    let short = clip
+        .search(search(
+            "strict",
+            Query::Vector(pb::Vector {
+                values: vec![1.0; dim - 1],
+            }),
+            1,
+        ))
+        .await;
+    refused(short, Code::InvalidArgument, "the query: the vector has");
+    let empty = c
+        .upsert(pb::UpsertRequest {
+            collection: "strict".into(),
+            items: vec![],
+        })
+        .await;
+    refused(empty, Code::InvalidArgument, "no items");
+    let zero = c
+        .upsert(pb::UpsertRequest {
+            collection: "strict".into(),
+            items: vec![
+                vector_item("a", axis(dim, 0), &[]),
+                vector_item("z", vec![0.0; dim], &[]),
+            ],
+        })
+        .await;
+    refused(
+        zero,
+        Code::InvalidArgument,
+        "item 1: the vector cannot be normalised",
+    );
+    let twice = c
+        .upsert(pb::UpsertRequest {
+            collection: "strict".into(),
+            items: vec![
+                vector_item("a", axis(dim, 0), &[]),
+                vector_item("a", axis(dim, 1), &[]),
+            ],
+        })
+        .await;
+    refused(twice, Code::InvalidArgument, "the same id");
+    let unknown = c
+        .upsert(pb::UpsertRequest {
+            collection: "nope".into(),
+            items: vec![vector_item("a", axis(dim, 0), &[])],
+        })
+        .await;
+    refused(unknown, Code::NotFound, "nope");
+    assert_eq!(
+        info(&mut c, "strict").await.count,
+        0,
+        "nothing of a refused request is kept"
+    );
+    let embedded = clip
+        .embed(pb::EmbedRequest {
+            inputs: vec![text("still serving")],
+        })
+        .await;
+    assert!(embedded.is_ok());
+}
+
+async fn another_models_collections_are_refused(store: Store) {
+    let first = on(store, "tiny-a");
+    let a = TestServer::start(first.clone()).await;
+    create(&mut collections(&a).await, "of-a").await;
+    drop(a);
+    let b = TestServer::start(sharing(&first, on(store, "tiny-b"))).await;
+    let mut clip = b.client.clone();
+    let dim = b.server.engine().unwrap().description().dim as usize;
+    let refused_search = clip
+        .search(search(
+            "of-a",
+            Query::Vector(pb::Vector {
+                values: axis(dim, 0),
+            }),
+            1,
+        ))
+        .await;
+    refused(refused_search, Code::FailedPrecondition, "tiny-a");
+    let listed = collections(&b)
+        .await
+        .list_collections(pb::ListCollectionsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .collections;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].model.as_str()),
+        ("of-a", "tiny-a")
+    );
+}
+
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Store::Embedded).await
+                }
+            )*
+        }
+
+        mod milvus {
+            $(
+                #[tokio::test]
+                #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus"]
+                async fn $name() {
+                    super::$name(super::Store::Milvus).await
+                }
+            )*
+
+            #[tokio::test]
+            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus"]
+            async fn replicas_on_one_milvus_read_each_others_writes() {
+                super::replicas_on_one_milvus_read_each_others_writes().await
+            }
+
+            #[tokio::test]
+            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus"]
+            async fn milvus_away_answers_unavailable_and_serving_recovers() {
+                super::milvus_away_answers_unavailable_and_serving_recovers().await
+            }
+        }
+    };
+}
+
+on_every_store!(
+    collections_are_created_described_listed_and_dropped,
+    items_are_upserted_read_replaced_and_deleted,
+    filters_narrow_and_hostile_values_stay_data,
+    bad_requests_are_refused_the_same_way,
+    another_models_collections_are_refused,
+);
+
+/// Two clipd servers on one Milvus, with strong reads: what one acknowledges, the other serves.
+async fn replicas_on_one_milvus_read_each_others_writes() {
+    let mut first = on(Store::Milvus, "tiny-a");
+    first.index.milvus.consistency = Consistency::Strong;
+    let a = TestServer::start(first.clone()).await;
+    let b = TestServer::start(sharing(&first, on(Store::Milvus, "tiny-a"))).await;
+    let dim = a.server.engine().unwrap().description().dim as usize;
+    let (mut ca, mut cb) = (collections(&a).await, collections(&b).await);
+    create(&mut ca, "shared").await;
+    for round in 0..5 {
+        let id = format!("r{round}");
+        upsert(
+            &mut ca,
+            "shared",
+            vec![vector_item(&id, axis(dim, round), &[])],
+        )
+        .await;
+        let got = cb
+            .get_items(pb::GetItemsRequest {
+                collection: "shared".into(),
+                ids: vec![id.clone()],
+                with_vectors: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(got.len(), 1, "round {round}: b does not see a's write");
+        let found = b
+            .client
+            .clone()
+            .search(search(
+                "shared",
+                Query::Vector(pb::Vector {
+                    values: axis(dim, round),
+                }),
+                1,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ids(&found), [id.as_str()], "round {round}");
+    }
+    cb.delete(pb::DeleteRequest {
+        collection: "shared".into(),
+        ids: vec!["r0".into()],
+    })
+    .await
+    .unwrap();
+    assert_eq!(info(&mut ca, "shared").await.count, 4);
+}
+
+/// Milvus killed: Collections and Search answer UNAVAILABLE at once, Embed goes on; Milvus back
+/// (on the same data): the same server serves the collection again, with nothing acknowledged
+/// lost.
+async fn milvus_away_answers_unavailable_and_serving_recovers() {
+    let server = TestServer::start(on(Store::Milvus, "tiny-a")).await;
+    let mut c = collections(&server).await;
+    let mut clip = server.client.clone();
+    let dim = server.server.engine().unwrap().description().dim as usize;
+    create(&mut c, "durable").await;
+    let items: Vec<pb::Item> = (0..20)
+        .map(|i| vector_item(&format!("d{i}"), axis(dim, i), &[]))
+        .collect();
+    upsert(&mut c, "durable", items).await;
+    let restarted = MilvusBack;
+    milvus_ctl("kill");
+    let started = Instant::now();
+    let away = clip
+        .search(search(
+            "durable",
+            Query::Vector(pb::Vector {
+                values: axis(dim, 3),
+            }),
+            1,
+        ))
+        .await;
+    refused(away, Code::Unavailable, "unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    refused(
+        c.list_collections(pb::ListCollectionsRequest {}).await,
+        Code::Unavailable,
+        "unavailable",
+    );
+    assert!(clip
+        .embed(pb::EmbedRequest {
+            inputs: vec![text("still here")]
+        })
+        .await
+        .is_ok());
+    drop(restarted);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let found = loop {
+        let answer = clip
+            .search(search(
+                "durable",
+                Query::Vector(pb::Vector {
+                    values: axis(dim, 3),
+                }),
+                1,
+            ))
+            .await;
+        match answer {
+            Ok(found) => break found.into_inner(),
+            Err(status) if Instant::now() < deadline => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(status) => panic!("not back after Milvus restarted: {status:?}"),
+        }
+    };
+    assert_eq!(ids(&found), ["d3"]);
+    assert_eq!(
+        info(&mut c, "durable").await.count,
+        20,
+        "no acknowledged write lost"
+    );
+}
+
+/// Starts Milvus again when dropped, also when the test fails while Milvus is down (the tests
+/// after it share that Milvus).
+struct MilvusBack;
+
+impl Drop for MilvusBack {
+    fn drop(&mut self) {
+        milvus_ctl("start");
+    }
+}
+
+fn milvus_ctl(command: &str) {
+    let ctl = std::env::var("MILVUS_CTL").expect("MILVUS_CTL: run under scripts/with-milvus.sh");
+    let status = std::process::Command::new("bash")
+        .arg(ctl)
+        .arg(command)
+        .status()
+        .expect("run milvus-ctl");
+    assert!(status.success(), "milvus-ctl {command}: {status}");
+}
