@@ -407,6 +407,8 @@ async fn open_store(
                 None => None,
                 Some(path) => Some(milvus_token(path).map_err(LoadError::Milvus)?),
             };
+            // What the reloads compare with: the token connected with, read once.
+            let last = Arc::new(parking_lot::Mutex::new(token.clone()));
             let store = MilvusStore::connect(milvus.clone(), index, identity, token, ca)
                 .await
                 .map_err(LoadError::Milvus)?;
@@ -414,7 +416,6 @@ async fn open_store(
             if let (Some(path), true) = (milvus.token_file.clone(), milvus.reload_interval_ms > 0) {
                 let interval = Duration::from_millis(milvus.reload_interval_ms);
                 let reloading = Arc::clone(&store);
-                let last = Arc::new(parking_lot::Mutex::new(milvus_token(&path).ok()));
                 reload::every(
                     "milvus_token",
                     interval,

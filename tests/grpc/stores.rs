@@ -356,6 +356,11 @@ async fn filters_narrow_and_hostile_values_stay_data(store: Store) {
         axis(dim, 9),
         &[("k\"] == \"x", "v"), ("kind", "plain")],
     ));
+    items.push(vector_item(
+        "unicode key",
+        axis(dim, 10),
+        &[("ключ é🍎", "v"), ("kind", "plain")],
+    ));
     upsert(&mut c, "filtered", items).await;
     let query = Query::Vector(pb::Vector {
         values: axis(dim, 0),
@@ -385,6 +390,12 @@ async fn filters_narrow_and_hostile_values_stay_data(store: Store) {
         .unwrap()
         .into_inner();
     assert_eq!(ids(&odd), ["odd key"]);
+    let unicode = clip
+        .search(with_filter(&[("ключ é🍎", "v")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids(&unicode), ["unicode key"]);
     for value in ["x", "\" || \"\" == \"", "*", "h0"] {
         let none = clip
             .search(with_filter(&[("k", value)]))

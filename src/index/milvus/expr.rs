@@ -15,6 +15,18 @@ pub const ID: &str = "id";
 /// `text` as a double-quoted literal of Milvus' expression language: printable ASCII as it is
 /// (but `"` and `\\`), everything else as its code point.
 pub fn literal(text: &str) -> String {
+    quoted(text, true)
+}
+
+/// A metadata key inside `metadata[...]`: Milvus takes the characters of a JSON path's key as
+/// they are written, without unquoting code points (measured on 2.3.5: `metadata["\u00e9"]`
+/// never matches the key "é"), so non-ASCII characters stay as they are; quotes, backslashes
+/// and control characters are escaped as in values, which keeps the key one token.
+fn key_literal(key: &str) -> String {
+    quoted(key, false)
+}
+
+fn quoted(text: &str, escape_non_ascii: bool) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {
@@ -22,6 +34,7 @@ pub fn literal(text: &str) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             ' '..='~' => out.push(c),
+            c if !escape_non_ascii && !c.is_control() => out.push(c),
             c if u32::from(c) <= 0xffff => out.push_str(&format!("\\u{:04x}", u32::from(c))),
             c => out.push_str(&format!("\\U{:08x}", u32::from(c))),
         }
@@ -34,7 +47,7 @@ pub fn literal(text: &str) -> String {
 pub fn metadata_filter(filter: &Metadata) -> Option<String> {
     let clauses: Vec<String> = filter
         .iter()
-        .map(|(key, value)| format!("{METADATA}[{}] == {}", literal(key), literal(value)))
+        .map(|(key, value)| format!("{METADATA}[{}] == {}", key_literal(key), literal(value)))
         .collect();
     (!clauses.is_empty()).then(|| clauses.join(" && "))
 }

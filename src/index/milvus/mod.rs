@@ -75,11 +75,31 @@ fn failure(name: &str, failure: Failure) -> IndexError {
     match failure {
         Failure::NoCollection => IndexError::UnknownCollection(name.to_owned()),
         Failure::Unavailable(reason) => IndexError::Unavailable(reason),
+        // A revoked or rotated-away token: the operator's to fix, and retrying helps once done.
+        Failure::Unauthorized(reason) => {
+            tracing::error!(collection = name, %reason, "Milvus refused clipd's token");
+            IndexError::Unavailable(format!("Milvus refused clipd's token: {reason}"))
+        }
         other => {
             tracing::error!(collection = name, error = %other, "Milvus call failed");
             IndexError::Storage(name.to_owned())
         }
     }
+}
+
+/// The clipd name that `milvus_name` wrote as `milvus`, if it is one.
+fn clipd_name(prefix: &str, milvus: &str) -> Option<String> {
+    let mut rest = milvus.strip_prefix(prefix)?.chars();
+    let mut out = String::new();
+    while let Some(c) = rest.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        let code: String = rest.by_ref().take(2).collect();
+        out.push(char::from(u8::from_str_radix(&code, 16).ok()?));
+    }
+    Some(out)
 }
 
 fn kv(key: &str, value: impl Into<String>) -> KeyValuePair {
@@ -286,7 +306,11 @@ impl MilvusStore {
             self.handle()
                 .call(self.client().create_collection(request))
                 .await?,
-        ))?;
+        ))
+    }
+
+    /// The new collection's index, and the collection loaded for searches.
+    async fn index_and_load(&self, milvus: &str, manifest: &Manifest) -> Result<(), Failure> {
         let params = serde_json::json!({
             "M": manifest.hnsw.m,
             "efConstruction": manifest.hnsw.ef_construction,
@@ -336,7 +360,15 @@ impl CollectionStore for MilvusStore {
             hnsw,
             probe: Some(self.model.probe.clone()),
         };
-        if let Err(e) = self.create_in_milvus(&milvus, &manifest).await {
+        match self.create_in_milvus(&milvus, &manifest).await {
+            // Another request or replica made it between the check and here: theirs stands.
+            Err(Failure::Failed(reason)) if reason.contains("already exist") => {
+                return Err(IndexError::Exists(name.to_owned()))
+            }
+            Err(e) => return Err(failure(name, e)),
+            Ok(()) => {}
+        }
+        if let Err(e) = self.index_and_load(&milvus, &manifest).await {
             // Half made (say, no index) it would be listed but not searchable: take it back.
             let request = api::DropCollectionRequest {
                 db_name: self.settings.database.clone(),
@@ -386,15 +418,26 @@ impl CollectionStore for MilvusStore {
                 Err(e) => return Err(failure(&milvus, e)),
             };
             let entry = match manifest {
-                Err(reason) => (milvus, Listed::Closed(None, reason)),
+                // Listed under the name that DropCollection takes.
+                Err(reason) => {
+                    let name =
+                        clipd_name(&self.settings.collection_prefix, &milvus).unwrap_or(milvus);
+                    (name, Listed::Closed(None, reason))
+                }
                 Ok(manifest) => {
                     let name = manifest.name.clone();
                     match self.served(&name).await {
                         Ok(manifest) => {
-                            let info = self.collection(&name, manifest).info().await?;
-                            totals.collections += 1;
-                            totals.items += info.count;
-                            (name, Listed::Open(info))
+                            match self.collection(&name, manifest.clone()).info().await {
+                                Ok(info) => {
+                                    totals.collections += 1;
+                                    totals.items += info.count;
+                                    (name, Listed::Open(info))
+                                }
+                                // Listed all the same, as the embedded store lists what it
+                                // cannot open.
+                                Err(e) => (name, Listed::Closed(Some(manifest), e.to_string())),
+                            }
                         }
                         Err(e) => (name, Listed::Closed(Some(manifest), e.to_string())),
                     }
@@ -418,7 +461,9 @@ impl CollectionStore for MilvusStore {
 
     /// Milvus keeps what it acknowledged; this only refreshes the counts the metrics show.
     async fn persist(&self) -> usize {
-        self.refresh_totals().await;
+        // Bounded: at shutdown a slow Milvus must not hold the server for a count per collection.
+        let limit = self.settings.request_timeout();
+        let _ = tokio::time::timeout(limit, self.refresh_totals()).await;
         0
     }
 }
@@ -621,9 +666,8 @@ impl MilvusCollection {
             .await
             .map_err(|e| self.failure(e))?;
         let found = rows(&fields, self.manifest.dim);
-        let mut by_id: HashMap<String, Item> =
-            found.into_iter().map(|i| (i.id.clone(), i)).collect();
-        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+        let by_id: HashMap<String, Item> = found.into_iter().map(|i| (i.id.clone(), i)).collect();
+        Ok(ids.iter().filter_map(|id| by_id.get(id).cloned()).collect())
     }
 }
 
@@ -903,5 +947,9 @@ mod tests {
         assert_eq!(milvus_name("clipd_", "shapes"), "clipd_shapes");
         assert_eq!(milvus_name("clipd_", "a-b.c_d"), "clipd_a_2db_2ec_5fd");
         assert_ne!(milvus_name("p_", "a_2d"), milvus_name("p_", "a-"));
+        for name in ["shapes", "a-b.c_d", "x_2d", "9"] {
+            assert_eq!(clipd_name("p_", &milvus_name("p_", name)).unwrap(), name);
+        }
+        assert_eq!(clipd_name("p_", "other"), None);
     }
 }
