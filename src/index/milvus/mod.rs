@@ -567,6 +567,18 @@ impl Handle {
         }
     }
 
+    /// Sends an upsert or a delete and records the write it acknowledged.
+    async fn mutate<F>(&self, call: F) -> Result<(), Failure>
+    where
+        F: std::future::Future<
+            Output = Result<tonic::Response<api::MutationResult>, tonic::Status>,
+        >,
+    {
+        let answer = self.call(call).await?;
+        check(answer.status)?;
+        self.wrote(answer.timestamp).await
+    }
+
     /// Records a write Milvus acknowledged at `timestamp`, which later reads must see. Milvus
     /// 2.3 answers deletes with timestamp 0: a timestamp allocated after the answer is later
     /// than the delete and does as well.
@@ -821,14 +833,8 @@ impl StoredCollection for MilvusCollection {
             num_rows: rows,
             ..Default::default()
         };
-        let answer = self
-            .store
-            .call(self.store.client.clone().upsert(request))
-            .await
-            .map_err(|e| self.failure(e))?;
-        check(answer.status).map_err(|e| self.failure(e))?;
         self.store
-            .wrote(answer.timestamp)
+            .mutate(self.store.client.clone().upsert(request))
             .await
             .map_err(|e| self.failure(e))?;
         Ok((items.len() - replaced, replaced))
@@ -849,14 +855,8 @@ impl StoredCollection for MilvusCollection {
             expr: expr::ids_in(&held),
             ..Default::default()
         };
-        let answer = self
-            .store
-            .call(self.store.client.clone().delete(request))
-            .await
-            .map_err(|e| self.failure(e))?;
-        check(answer.status).map_err(|e| self.failure(e))?;
         self.store
-            .wrote(answer.timestamp)
+            .mutate(self.store.client.clone().delete(request))
             .await
             .map_err(|e| self.failure(e))?;
         Ok(held.len())
