@@ -9,6 +9,7 @@ manifest with `kubernetes-validate --strict` against Kubernetes 1.31's schemas.
     python tests/helm/test_chart.py -k tls      # tests whose name contains "tls"
 """
 
+import base64
 import copy
 import json
 import os
@@ -40,6 +41,8 @@ FAKE_CERT = "-----BEGIN CERTIFICATE-----\nMIIBfakeServerCert\n-----END CERTIFICA
 FAKE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIBfakeServerKey\n-----END PRIVATE KEY-----\n"
 FAKE_CA = "-----BEGIN CERTIFICATE-----\nMIIBfakeClientCA\n-----END CERTIFICATE-----\n"
 READ_KEY, WRITE_KEY, HF_TOKEN = "read-key-0123456789", "write-key-9876543210", "hf_faketoken42"
+MILVUS_TOKEN = "root:fake-milvus-password"
+MILVUS_URL = "https://milvus.vector-db.svc:19530"
 
 VALUE_SETS = {
     "defaults": {},
@@ -104,6 +107,25 @@ VALUE_SETS = {
         "cache": {"persistence": {"enabled": True, "existingClaim": "hf-cache"}},
         "probes": {"mode": "http"},
     },
+    # Collections in Milvus, production-style: the token and CA from existing objects, scaled by
+    # an HPA (every RPC, Search and Collections included).
+    "milvus": {
+        "config": {"index": {"backend": "milvus", "milvus": {
+            "url": MILVUS_URL, "database": "search", "collection_prefix": "prod_",
+            "consistency": "strong", "request_timeout_ms": 5000, "health_interval_ms": 1000}}},
+        "milvus": {"token": {"existingSecret": "milvus-clipd", "key": "password"},
+                   "ca": {"existingConfigMap": "milvus-ca"}},
+        "resources": {"requests": {"cpu": "2", "memory": "8Gi"}},
+        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 10},
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
+    },
+    # Collections in a development Milvus: a plain-text URL, the token from values.
+    "milvus_dev": {
+        "replicaCount": 2,
+        "config": {"index": {"backend": "milvus",
+                             "milvus": {"url": "http://milvus.dev.svc:19530"}}},
+        "milvus": {"token": {"value": MILVUS_TOKEN}},
+    },
 }
 
 
@@ -165,6 +187,23 @@ def volumes_of(work):
     return {v["name"]: v for v in work["spec"]["template"]["spec"].get("volumes", [])}
 
 
+def files_of(volume):
+    """The file names a Secret, ConfigMap or projected volume lays out: {path: (kind, name, key)}."""
+    sources = volume["projected"]["sources"] if "projected" in volume else [volume]
+    files = {}
+    for source in sources:
+        for kind in ("secret", "configMap"):
+            if kind in source:
+                name = source[kind].get("secretName", source[kind].get("name"))
+                for item in source[kind]["items"]:
+                    files[item["path"]] = (kind, name, item["key"])
+    return files
+
+
+def backend(name):
+    return VALUE_SETS[name].get("config", {}).get("index", {}).get("backend", "embedded")
+
+
 def with_overrides(name, extra):
     values = copy.deepcopy(VALUE_SETS[name])
     for key, value in extra.items():
@@ -208,13 +247,17 @@ class Renders(unittest.TestCase):
             self.assertLessEqual(set(settings), KNOWN_SECTIONS)
             self.assertEqual(settings["server"]["grpc_addr"], "0.0.0.0:50051")
             self.assertEqual(settings["metrics"], {"enabled": True, "addr": "0.0.0.0:9090"})
-            self.assertEqual(settings["index"]["data_dir"], "/var/lib/clipd")
+            if backend(name) == "embedded":
+                self.assertEqual(settings["index"]["data_dir"], "/var/lib/clipd")
+            else:
+                self.assertNotIn("data_dir", settings["index"])
 
     def test_no_key_material_in_configmaps(self):
         for name, docs in self.each():
             for cm in find(docs, "ConfigMap"):
                 text = yaml.safe_dump(cm)
-                for secret in ("BEGIN CERTIFICATE", "PRIVATE KEY", READ_KEY, WRITE_KEY, HF_TOKEN):
+                for secret in ("BEGIN CERTIFICATE", "PRIVATE KEY", READ_KEY, WRITE_KEY, HF_TOKEN,
+                               MILVUS_TOKEN):
                     self.assertNotIn(secret, text, cm["metadata"]["name"])
 
     def test_settings_files_are_mounted(self):
@@ -230,16 +273,18 @@ class Renders(unittest.TestCase):
                 self.assertTrue(mount["name"] in volumes or mount["name"] in claim_templates, mount)
             self.assertEqual(mounts["/etc/clipd/clipd.yaml"]["subPath"], "clipd.yaml")
             self.assertEqual(volumes[mounts["/etc/clipd/clipd.yaml"]["name"]]["configMap"]["name"], FULLNAME)
-            self.assertIn("/var/lib/clipd", mounts)
+            # The embedded store's collections; Milvus keeps them outside the pod.
+            self.assertEqual("/var/lib/clipd" in mounts, backend(name) == "embedded")
             self.assertIn("/cache", mounts)
             self.assertIn("/tmp", mounts)
-            for section in ("auth", "tls"):
-                files = {k: v for k, v in settings.get(section, {}).items() if k.endswith("_file")}
+            sections = [settings.get("auth", {}), settings.get("tls", {}),
+                        settings["index"].get("milvus", {})]
+            for section in sections:
+                files = {k: v for k, v in section.items() if k.endswith("_file")}
                 for key, path in files.items():
                     mount = mounts[str(Path(path).parent)]
                     self.assertTrue(mount["readOnly"])
-                    secret = volumes[mount["name"]]["secret"]
-                    self.assertIn(Path(path).name, [i["path"] for i in secret["items"]], key)
+                    self.assertIn(Path(path).name, files_of(volumes[mount["name"]]), key)
             source = settings["model"].get("source", "")
             if source.startswith("/models"):
                 self.assertTrue(mounts["/models"]["readOnly"])
@@ -468,6 +513,87 @@ class Renders(unittest.TestCase):
         token = env_of(clipd_container(work))["HF_TOKEN"]["valueFrom"]["secretKeyRef"]
         self.assertEqual(token, {"name": "hf", "key": "HF_TOKEN"})
 
+    def test_milvus(self):
+        docs = self.docs["milvus"]
+        settings, _ = clipd_settings(docs)
+        self.assertEqual(settings["index"], {"backend": "milvus", "milvus": {
+            "url": MILVUS_URL, "database": "search", "collection_prefix": "prod_",
+            "consistency": "strong", "request_timeout_ms": 5000, "health_interval_ms": 1000,
+            "token_file": "/etc/clipd/milvus/token", "ca_file": "/etc/clipd/milvus/ca.pem"}})
+
+        # Stateless: a Deployment with no claim and no collections volume of any kind.
+        work = workload(docs)
+        self.assertEqual(work["kind"], "Deployment")
+        self.assertNotIn("replicas", work["spec"])  # the HPA decides
+        self.assertNotIn("volumeClaimTemplates", work["spec"])
+        self.assertNotIn("data", volumes_of(work))
+        self.assertEqual(find(docs, "PersistentVolumeClaim"), [])
+        self.assertEqual(find(docs, "Service", f"{FULLNAME}-headless"), [])
+
+        hpa = one(docs, "HorizontalPodAutoscaler")
+        self.assertEqual(hpa["spec"]["scaleTargetRef"],
+                         {"apiVersion": "apps/v1", "kind": "Deployment", "name": FULLNAME})
+        self.assertEqual((hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]), (2, 10))
+        self.assertEqual(one(docs, "PodDisruptionBudget")["spec"]["minAvailable"], 1)
+
+        # Existing objects: the chart makes no Secret and mounts theirs.
+        self.assertEqual(find(docs, "Secret"), [])
+        container = clipd_container(work)
+        self.assertTrue(mounts_of(container)["/etc/clipd/milvus"]["readOnly"])
+        milvus = volumes_of(work)[mounts_of(container)["/etc/clipd/milvus"]["name"]]
+        self.assertEqual(files_of(milvus), {"token": ("secret", "milvus-clipd", "password"),
+                                            "ca.pem": ("configMap", "milvus-ca", "ca.crt")})
+
+        notes = self.rendered["milvus"]["clipd/templates/NOTES.txt"]
+        self.assertIn(f"Collections live in Milvus at {MILVUS_URL} (database search, names prefixed prod_)",
+                      notes)
+        self.assertNotIn("emptyDir", notes)
+        self.assertNotIn("own collections", notes)
+
+    def test_milvus_dev(self):
+        docs = self.docs["milvus_dev"]
+        settings, cm = clipd_settings(docs)
+        self.assertEqual(settings["index"]["milvus"], {"url": "http://milvus.dev.svc:19530",
+                                                       "token_file": "/etc/clipd/milvus/token"})
+        work = workload(docs)
+        self.assertEqual(work["kind"], "Deployment")
+        self.assertEqual(work["spec"]["replicas"], 2)
+        self.assertEqual(find(docs, "HorizontalPodAutoscaler"), [])
+        secret = one(docs, "Secret", f"{FULLNAME}-milvus-token")
+        self.assertEqual(base64.b64decode(secret["data"]["token"]).decode(), MILVUS_TOKEN)
+        milvus = volumes_of(work)[mounts_of(clipd_container(work))["/etc/clipd/milvus"]["name"]]
+        self.assertEqual(files_of(milvus), {"token": ("secret", f"{FULLNAME}-milvus-token", "token")})
+        self.assertNotIn(MILVUS_TOKEN, yaml.safe_dump(cm))
+        notes = self.rendered["milvus_dev"]["clipd/templates/NOTES.txt"]
+        self.assertIn("every pod serves the same ones", notes)
+        self.assertNotIn("independent collections", notes)
+
+    def test_milvus_without_token(self):
+        """Milvus without authorization: no token file, no volume for it."""
+        values = {"config": {"index": {"backend": "milvus",
+                                       "milvus": {"url": "http://milvus:19530"}}}}
+        docs = documents(render(values))
+        settings, _ = clipd_settings(docs)
+        self.assertEqual(settings["index"], {"backend": "milvus",
+                                             "milvus": {"url": "http://milvus:19530"}})
+        self.assertNotIn("/etc/clipd/milvus", mounts_of(clipd_container(workload(docs))))
+        self.assertEqual(find(docs, "Secret"), [])
+
+    def test_explicit_embedded_backend_renders_as_the_default(self):
+        """Naming the embedded store changes clipd.yaml's index.backend, nothing else."""
+        def normalised(values):
+            docs = documents(render(values))
+            settings, cm = clipd_settings(docs)
+            settings["index"].pop("backend", None)
+            cm["data"]["clipd.yaml"] = yaml.safe_dump(settings)
+            workload(docs)["spec"]["template"]["metadata"]["annotations"].pop("checksum/config")
+            return docs
+        for name in ("defaults", "full"):
+            with self.subTest(values=name):
+                explicit = copy.deepcopy(VALUE_SETS[name])
+                explicit.setdefault("config", {}).setdefault("index", {})["backend"] = "embedded"
+                self.assertEqual(normalised(explicit), normalised(VALUE_SETS[name]))
+
     def test_several_replicas_without_persistence_warns(self):
         notes = render({"replicaCount": 3})["clipd/templates/NOTES.txt"]
         self.assertIn("independent collections", notes)
@@ -520,6 +646,14 @@ class Schema(unittest.TestCase):
         "config key": {"config": {"batching": {"max_batch_szie": 64}}},
         "config type": {"config": {"batching": {"max_batch_size": "64"}}},
         "size": {"persistence": {"size": "ten gigs"}},
+        "config.index.backend": {"config": {"index": {"backend": "milvs"}}},
+        "config.index.milvus key": {"config": {"index": {"milvus": {"uri": "http://m:19530"}}}},
+        "config.index.milvus.url": {"config": {"index": {"milvus": {"url": "milvus:19530"}}}},
+        "config.index.milvus.health_interval_ms": {
+            "config": {"index": {"milvus": {"health_interval_ms": 10}}}},
+        "milvus": {"milvus": {"existingSecret": "m"}},
+        "milvus.token": {"milvus": {"token": {"secret": "m"}}},
+        "milvus.ca": {"milvus": {"ca": {"configMap": "m"}}},
     }
 
     def test_schema_rejects_typos(self):
@@ -562,6 +696,28 @@ class Refusals(unittest.TestCase):
             {"autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 70},
              "resources": {"requests": {"cpu": "1"}}},
             "resources.requests.memory"),
+        "Milvus without a url": ({"config": {"index": {"backend": "milvus"}}},
+                                 "needs config.index.milvus.url"),
+        "Milvus with persistence": (
+            {"config": {"index": {"backend": "milvus", "milvus": {"url": "http://m:19530"}}},
+             "persistence": {"enabled": True}},
+            "leave persistence.enabled off"),
+        "Milvus token_file by hand": (
+            {"config": {"index": {"backend": "milvus",
+                                  "milvus": {"url": "http://m:19530", "token_file": "/x"}}}},
+            "config.index.milvus.token_file"),
+        "Milvus ca_file by hand": (
+            {"config": {"index": {"milvus": {"ca_file": "/x"}}}}, "config.index.milvus.ca_file"),
+        "Milvus CA in two places": (
+            {"config": {"index": {"backend": "milvus", "milvus": {"url": MILVUS_URL}}},
+             "milvus": {"ca": {"existingSecret": "a", "existingConfigMap": "b"}}},
+            "not both"),
+        "Milvus CA on plain text": (
+            {"config": {"index": {"backend": "milvus", "milvus": {"url": "http://m:19530"}}},
+             "milvus": {"ca": {"existingConfigMap": "b"}}},
+            "needs an https://"),
+        "Milvus token on the embedded store": ({"milvus": {"token": {"value": MILVUS_TOKEN}}},
+                                               "need config.index.backend=milvus"),
     }
 
     def test_refusals(self):

@@ -44,7 +44,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* StatefulSet (one claim per pod) when collections persist, else Deployment. */}}
+{{/* Where collections live: "embedded" (in each pod) or "milvus" (config.index.backend). */}}
+{{- define "clipd.indexBackend" -}}
+{{- dig "index" "backend" "embedded" (.Values.config | default dict) }}
+{{- end }}
+
+{{/*
+StatefulSet (one claim per pod) when embedded collections persist, else Deployment. With Milvus
+the pods hold no state (clipd.validate refuses persistence there), so it is always a Deployment.
+*/}}
 {{- define "clipd.workloadKind" -}}
 {{- if .Values.persistence.enabled }}StatefulSet{{ else }}Deployment{{ end }}
 {{- end }}
@@ -64,6 +72,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{- define "clipd.hfTokenEnabled" -}}
 {{- if or .Values.model.hub.token.existingSecret .Values.model.hub.token.value }}true{{ end }}
+{{- end }}
+
+{{- define "clipd.milvusTokenSecretName" -}}
+{{- default (printf "%s-milvus-token" (include "clipd.fullname" .)) .Values.milvus.token.existingSecret }}
+{{- end }}
+
+{{- define "clipd.milvusTokenEnabled" -}}
+{{- if or .Values.milvus.token.existingSecret .Values.milvus.token.value }}true{{ end }}
+{{- end }}
+
+{{- define "clipd.milvusCAEnabled" -}}
+{{- if or .Values.milvus.ca.existingSecret .Values.milvus.ca.existingConfigMap }}true{{ end }}
 {{- end }}
 
 {{- define "clipd.cacheClaimName" -}}
@@ -110,10 +130,22 @@ addresses, data directory, model, file paths of the mounted Secrets). Never key 
 {{- with include "clipd.modelSource" . }}
 {{- $_ := set $model "source" . }}
 {{- end }}
+{{- $index := dict "data_dir" "/var/lib/clipd" }}
+{{- if eq (include "clipd.indexBackend" .) "milvus" }}
+{{- /* Collections live in Milvus: no data directory in the pod; its token and CA are mounted. */}}
+{{- $milvus := dict }}
+{{- if include "clipd.milvusTokenEnabled" . }}
+{{- $_ := set $milvus "token_file" "/etc/clipd/milvus/token" }}
+{{- end }}
+{{- if include "clipd.milvusCAEnabled" . }}
+{{- $_ := set $milvus "ca_file" "/etc/clipd/milvus/ca.pem" }}
+{{- end }}
+{{- $index = dict "milvus" $milvus }}
+{{- end }}
 {{- $computed := dict
   "server" (dict "grpc_addr" (printf "0.0.0.0:%s" (include "clipd.grpcContainerPort" .)))
   "metrics" (dict "enabled" true "addr" (printf "0.0.0.0:%s" (include "clipd.metricsContainerPort" .)))
-  "index" (dict "data_dir" "/var/lib/clipd")
+  "index" $index
   "model" $model }}
 {{- if .Values.auth.enabled }}
 {{- $_ := set $computed "auth" (dict "read_keys_file" "/etc/clipd/auth/read.keys" "write_keys_file" "/etc/clipd/auth/write.keys") }}
@@ -161,5 +193,28 @@ addresses, data directory, model, file paths of the mounted Secrets). Never key 
 {{- if ne $key "reload_interval_ms" }}
 {{- fail (printf "config.tls.%s: use the chart's tls section (keys are mounted from a Secret); config.tls takes only reload_interval_ms" $key) }}
 {{- end }}
+{{- end }}
+{{- $milvusConfig := dig "index" "milvus" (dict) (.Values.config | default dict) }}
+{{- range $key := list "token_file" "ca_file" }}
+{{- if hasKey $milvusConfig $key }}
+{{- fail (printf "config.index.milvus.%s: use the chart's milvus section (the file is mounted from a Secret or ConfigMap)" $key) }}
+{{- end }}
+{{- end }}
+{{- if eq (include "clipd.indexBackend" .) "milvus" }}
+{{- /* clipd's default url, 127.0.0.1, would be the pod itself. */}}
+{{- if not $milvusConfig.url }}
+{{- fail "config.index.backend=milvus needs config.index.milvus.url (Milvus' gRPC endpoint, e.g. http://milvus.NAMESPACE.svc:19530)" }}
+{{- end }}
+{{- if .Values.persistence.enabled }}
+{{- fail "persistence keeps embedded collections: with config.index.backend=milvus they live in Milvus, leave persistence.enabled off" }}
+{{- end }}
+{{- if and .Values.milvus.ca.existingSecret .Values.milvus.ca.existingConfigMap }}
+{{- fail "set milvus.ca.existingSecret or milvus.ca.existingConfigMap, not both" }}
+{{- end }}
+{{- if and (include "clipd.milvusCAEnabled" .) (not (hasPrefix "https://" $milvusConfig.url)) }}
+{{- fail "milvus.ca needs an https:// config.index.milvus.url" }}
+{{- end }}
+{{- else if or (include "clipd.milvusTokenEnabled" .) (include "clipd.milvusCAEnabled" .) }}
+{{- fail "milvus.token and milvus.ca need config.index.backend=milvus" }}
 {{- end }}
 {{- end }}
