@@ -81,6 +81,7 @@ fn item(id: usize, vector: Vec<f32>) -> Item {
         id: format!("item-{id}"),
         metadata: [("shard".to_string(), (id % 16).to_string())].into(),
         vector,
+        text: None,
     }
 }
 

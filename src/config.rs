@@ -155,6 +155,10 @@ impl Settings {
             ("classify.max_templates", c.max_templates as u64),
             ("classify.max_top_k", c.max_top_k as u64),
             ("index.max_top_k", i.max_top_k as u64),
+            (
+                "index.max_items_per_request",
+                i.max_items_per_request as u64,
+            ),
             ("index.max_collections", i.max_collections as u64),
         ];
         if let Some((key, _)) = counts.iter().find(|(_, count)| *count == 0) {
@@ -184,6 +188,24 @@ impl Settings {
         }
         if let Some(problem) = i.milvus.problem() {
             return invalid("index.milvus", &problem);
+        }
+        if i.backend == crate::index::Backend::Milvus {
+            use crate::index::milvus::{MAX_TEXT_BYTES, MAX_WINDOW};
+            let over = [
+                ("index.max_top_k", i.max_top_k, MAX_WINDOW),
+                (
+                    "index.max_items_per_request",
+                    i.max_items_per_request,
+                    MAX_WINDOW,
+                ),
+                ("limits.max_text_bytes", l.max_text_bytes, MAX_TEXT_BYTES),
+            ];
+            if let Some((key, _, most)) = over.iter().find(|(_, value, most)| value > most) {
+                return invalid(
+                    key,
+                    &format!("must be at most {most} with Milvus (its limit)"),
+                );
+            }
         }
         if !(i.rebuild_tombstone_ratio > 0.0 && i.rebuild_tombstone_ratio <= 1.0) {
             return invalid(

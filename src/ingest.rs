@@ -122,7 +122,8 @@ pub async fn ingest(
     let mut client =
         CollectionsClient::with_interceptor(channel, key).max_decoding_message_size(usize::MAX);
     report.created_collection = ensure_collection(&mut client, &options.collection).await?;
-    let most = (info.max_inputs_per_request as usize).min(crate::index::MAX_GET_IDS);
+    // A batch is one Upsert of images and one GetItems of their ids.
+    let most = (info.max_inputs_per_request as usize).min(info.max_items_per_request as usize);
     let batch_size = options.batch_size.clamp(1, most.max(1));
     let batches = batches(files, batch_size, options.max_request_bytes);
     progress(0, total);

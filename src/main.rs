@@ -168,6 +168,9 @@ struct SearchArgs {
     /// Hits to print.
     #[arg(long, default_value_t = 10)]
     top_k: u32,
+    /// Only hits scoring at least this (cosine similarity, -1 to 1).
+    #[arg(long, value_name = "SCORE", allow_negative_numbers = true)]
+    min_score: Option<f32>,
     /// Only items with this metadata, KEY=VALUE; repeat for more (all must match).
     #[arg(long, value_name = "KEY=VALUE", value_parser = pair)]
     filter: Vec<(String, String)>,
@@ -438,6 +441,7 @@ fn search(args: &SearchArgs) -> anyhow::Result<()> {
         top_k: args.top_k,
         filter: args.filter.iter().cloned().collect(),
         ef_search: 0,
+        min_score: args.min_score,
     };
     let response = tokio::runtime::Runtime::new()?.block_on(async {
         let key = clipd::ingest::ApiKey::new(args.server.api_key.as_deref())?;
@@ -457,17 +461,25 @@ fn search(args: &SearchArgs) -> anyhow::Result<()> {
         let hits: Vec<serde_json::Value> = response
             .hits
             .iter()
-            .map(|h| serde_json::json!({"id": h.id, "score": h.score, "metadata": metadata(&h.metadata)}))
+            .map(|h| {
+                serde_json::json!({
+                    "id": h.id,
+                    "score": h.score,
+                    "metadata": metadata(&h.metadata),
+                    "text": h.text,
+                })
+            })
             .collect();
         println!("{}", serde_json::Value::Array(hits));
     } else {
         for (rank, hit) in response.hits.iter().enumerate() {
             println!(
-                "{:>3}  {:.4}  {}  {}",
+                "{:>3}  {:.4}  {}  {}  {}",
                 rank + 1,
                 hit.score,
                 hit.id,
-                metadata(&hit.metadata)
+                metadata(&hit.metadata),
+                hit.text
             );
         }
     }

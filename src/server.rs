@@ -162,6 +162,7 @@ impl RunningServer {
                 stream_max_in_flight: settings.server.stream_max_in_flight,
                 classifiers: settings.classifiers.keys().cloned().collect(),
                 max_top_k: settings.index.max_top_k,
+                max_items_per_request: settings.index.max_items_per_request,
             }),
         };
         let clip = pb::clip_server::ClipServer::new(ClipService {
@@ -359,19 +360,24 @@ async fn load(
     };
     let collections = open_store(index, identity, stopping.clone()).await?;
     if let Some(every) = settings.index.snapshot_interval() {
-        tokio::spawn(snapshot_periodically(
+        tokio::spawn(periodically(
             Arc::downgrade(&collections),
             every,
             stopping.clone(),
+            |collections| async move {
+                collections.persist().await;
+            },
         ));
     }
-    let mut health = engine.health();
+    let mut health = Reported {
+        engine: engine.health(),
+        store: collections.reachable(),
+    };
     let model = engine.description();
     telemetry::build_info(&model.name, &model.device, &model.dtype);
     // Written before the model counts as loaded, so that `ready` implies the health service
     // already says SERVING (a Watch opened right after it must not see the initial NOT_SERVING).
-    let status = serving_status(*health.borrow_and_update());
-    set_all(&reporter, status).await;
+    health.report(&reporter).await;
     let _ = cell.set(Loaded {
         engine,
         classify,
@@ -413,6 +419,14 @@ async fn open_store(
                 .await
                 .map_err(LoadError::Milvus)?;
             let store = Arc::new(store);
+            tokio::spawn(periodically(
+                Arc::downgrade(&store),
+                milvus.health_interval(),
+                stopping.clone(),
+                |store| async move {
+                    let _ = store.probe().await;
+                },
+            ));
             if let (Some(path), true) = (milvus.token_file.clone(), milvus.reload_interval_ms > 0) {
                 let interval = Duration::from_millis(milvus.reload_interval_ms);
                 let reloading = Arc::clone(&store);
@@ -451,10 +465,31 @@ fn milvus_token(path: &Path) -> Result<Secret, String> {
         .ok_or_else(|| format!("index.milvus.token_file {} holds no token", path.display()))
 }
 
-/// Mirrors the engine's health into the gRPC health service until shutdown, which then owns it.
-/// `load` wrote the status that `health` held when this starts.
+/// What the health service reports: the model thread's health for the server and
+/// `clipd.v1.Clip`; for `clipd.v1.Collections`, also whether the collection store is reachable
+/// (Embed and Classify go on serving while Milvus is away).
+struct Reported {
+    engine: watch::Receiver<Health>,
+    store: watch::Receiver<bool>,
+}
+
+impl Reported {
+    async fn report(&mut self, reporter: &HealthReporter) {
+        let engine = serving_status(*self.engine.borrow_and_update());
+        let collections = match *self.store.borrow_and_update() {
+            true => engine,
+            false => ServingStatus::NotServing,
+        };
+        for (service, status) in SERVICES.into_iter().zip([engine, engine, collections]) {
+            reporter.set_service_status(service, status).await;
+        }
+    }
+}
+
+/// Mirrors the engine's and the store's health into the gRPC health service until shutdown,
+/// which then owns it. `load` wrote what `health` held when this starts.
 async fn report_health(
-    mut health: watch::Receiver<Health>,
+    mut health: Reported,
     reporter: HealthReporter,
     mut stopping: watch::Receiver<bool>,
 ) {
@@ -465,12 +500,12 @@ async fn report_health(
             return;
         }
         tokio::select! {
-            changed = health.changed() => if changed.is_err() { return },
+            changed = health.engine.changed() => if changed.is_err() { return },
+            changed = health.store.changed() => if changed.is_err() { return },
             // The server was dropped without a shutdown: nothing is left to report to.
             changed = stopping.changed() => if changed.is_err() { return } else { continue },
         }
-        let status = serving_status(*health.borrow_and_update());
-        set_all(&reporter, status).await;
+        health.report(&reporter).await;
     }
 }
 
@@ -487,12 +522,17 @@ async fn set_all(reporter: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Snapshots collections written to, every `every`, until shutdown (which writes the last ones).
-async fn snapshot_periodically(
-    collections: std::sync::Weak<dyn CollectionStore>,
+/// Runs `work` on `target` every `every`, until shutdown or `target` is gone: the Milvus probe,
+/// and the snapshots of collections written to (shutdown writes the last ones).
+async fn periodically<T: ?Sized, F, Fut>(
+    target: std::sync::Weak<T>,
     every: Duration,
     mut stopping: watch::Receiver<bool>,
-) {
+    work: F,
+) where
+    F: Fn(Arc<T>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -500,10 +540,10 @@ async fn snapshot_periodically(
             _ = ticks.tick() => {}
             _ = stopping.changed() => return,
         }
-        let Some(collections) = collections.upgrade() else {
+        let Some(target) = target.upgrade() else {
             return;
         };
-        collections.persist().await;
+        work(target).await;
     }
 }
 

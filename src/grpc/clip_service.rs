@@ -117,6 +117,7 @@ impl pb::clip_server::Clip for ClipService {
             logit_scale: model.scoring.logit_scale(),
             classifiers: advertised.classifiers.clone(),
             max_top_k: clamp(advertised.max_top_k as u64),
+            max_items_per_request: clamp(advertised.max_items_per_request as u64),
         }))
     }
 

@@ -128,10 +128,13 @@ pub async fn search(
             crate::ann::MAX_EF
         )));
     }
-    let filter = metadata(request.filter);
-    if let Some(problem) = index::metadata_problem(&filter) {
-        return Err(invalid(format!("filter: {problem}")));
-    }
+    let filter = checked_filter(request.filter)?;
+    let floor = match request.min_score {
+        Some(s) if !s.is_finite() => {
+            return Err(invalid(format!("min_score is {s}; it must be a number")))
+        }
+        other => other,
+    };
     let collection = store.open(&request.collection).await?;
     let dim = collection.dim();
     use pb::search_request::Query;
@@ -140,15 +143,13 @@ pub async fn search(
         Some(Query::Image(bytes)) => Content::Embed(EmbedInput::Image(bytes)),
         Some(Query::Vector(v)) => Content::Vector(v.values),
         Some(Query::Id(id)) => {
-            return run_search(
-                collection,
-                Target::Id(id),
+            let search = Search {
+                target: Target::Id(id),
                 top_k,
-                request.ef_search,
+                ef_search: (request.ef_search > 0).then_some(request.ef_search as usize),
                 filter,
-                None,
-            )
-            .await
+            };
+            return run_search(collection, search, floor, None).await;
         }
         None => return Err(invalid("set a query: text, image, vector or id".into())),
     };
@@ -159,37 +160,54 @@ pub async fn search(
         deadline,
     )
     .await?;
-    let target = Target::Vector(vectors.pop().expect("one vector"));
-    run_search(collection, target, top_k, request.ef_search, filter, timing).await
-}
-
-async fn run_search(
-    collection: Arc<dyn StoredCollection>,
-    target: Target,
-    top_k: usize,
-    ef_search: u32,
-    filter: Metadata,
-    timing: Option<pb::Timing>,
-) -> Result<pb::SearchResponse, IndexError> {
     let search = Search {
-        target,
+        target: Target::Vector(vectors.pop().expect("one vector")),
         top_k,
-        ef_search: (ef_search > 0).then_some(ef_search as usize),
+        ef_search: (request.ef_search > 0).then_some(request.ef_search as usize),
         filter,
     };
+    run_search(collection, search, floor, timing).await
+}
+
+/// Runs the search; hits under `floor` are left out (hits come best first, so the top_k best
+/// over the floor are the top_k best cut there).
+async fn run_search(
+    collection: Arc<dyn StoredCollection>,
+    search: Search,
+    floor: Option<f32>,
+    timing: Option<pb::Timing>,
+) -> Result<pb::SearchResponse, IndexError> {
     let started = Instant::now();
     let found = collection.search(search).await?;
     let took = started.elapsed();
     crate::telemetry::searched(took);
+    let over = |hit: &index::Hit| floor.is_none_or(|floor| hit.score >= floor);
     Ok(pb::SearchResponse {
-        hits: found.hits.into_iter().map(Into::into).collect(),
+        hits: found
+            .hits
+            .into_iter()
+            .take_while(over)
+            .map(Into::into)
+            .collect(),
         exact: found.exact,
         search_micros: took.as_micros() as u64,
         timing,
     })
 }
 
-/// Checks an Upsert's items and embeds their contents.
+/// A filter's pairs, checked as metadata is.
+fn checked_filter(
+    given: std::collections::HashMap<String, String>,
+) -> Result<Metadata, IndexError> {
+    let filter = metadata(given);
+    match index::metadata_problem(&filter) {
+        Some(problem) => Err(invalid(format!("filter: {problem}"))),
+        None => Ok(filter),
+    }
+}
+
+/// Checks an Upsert's items and embeds their contents: at most `max_items` items, of which at
+/// most the engine's per-request limit need embedding.
 async fn items(
     engine: &Engine,
     collection: &dyn StoredCollection,
@@ -198,6 +216,18 @@ async fn items(
     deadline: Option<Instant>,
 ) -> Result<(Vec<Item>, Option<pb::Timing>), IndexError> {
     checked_count(given.len(), max_items, "items")?;
+    let to_embed = given
+        .iter()
+        .filter(|i| !matches!(i.content, Some(pb::item::Content::Vector(_))))
+        .count();
+    let max_inputs = engine.max_inputs_per_request();
+    if to_embed > max_inputs {
+        return Err(invalid(format!(
+            "the request has {to_embed} texts and images to embed; the limit is {max_inputs} \
+             (limits.max_inputs_per_request; vectors count only towards \
+             index.max_items_per_request)"
+        )));
+    }
     let mut seen = std::collections::HashMap::new();
     let mut contents = Vec::with_capacity(given.len());
     let mut heads = Vec::with_capacity(given.len());
@@ -217,6 +247,10 @@ async fn items(
             return Err(IndexError::Content { of, reason });
         }
         use pb::item::Content as Given;
+        let text = match &item.content {
+            Some(Given::Text(text)) => Some(text.clone()),
+            _ => None,
+        };
         let content = match item.content {
             Some(Given::Text(text)) => Content::Embed(EmbedInput::Text(text)),
             Some(Given::Image(bytes)) => Content::Embed(EmbedInput::Image(bytes)),
@@ -228,17 +262,18 @@ async fn items(
             }
         };
         contents.push((of, content));
-        heads.push((item.id, meta));
+        heads.push((item.id, meta, text));
     }
     let dim = collection.dim();
     let (vectors, timing) = vectors(engine, dim, contents, deadline).await?;
     let items = heads
         .into_iter()
         .zip(vectors)
-        .map(|((id, metadata), vector)| Item {
+        .map(|((id, metadata, text), vector)| Item {
             id,
             metadata,
             vector,
+            text,
         })
         .collect();
     Ok((items, timing))
@@ -257,9 +292,17 @@ impl pb::collections_server::Collections for CollectionsService {
             ef_construction: r.ef_construction as usize,
             ef_search: r.ef_search as usize,
         };
-        let created = store.create(&r.name, hnsw).await?;
+        let (info, created) = match store.create(&r.name, hnsw).await {
+            Ok(info) => (info, true),
+            // The one there is described, if it is this model's (else FAILED_PRECONDITION).
+            Err(IndexError::Exists(_)) if r.if_not_exists => {
+                (store.open(&r.name).await?.info().await?, false)
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(Response::new(pb::CreateCollectionResponse {
-            collection: Some(created.into()),
+            collection: Some(info.into()),
+            created,
         }))
     }
 
@@ -316,7 +359,7 @@ impl pb::collections_server::Collections for CollectionsService {
         let loaded = self.state.loaded()?;
         let r = request.into_inner();
         let collection = loaded.collections.open(&r.collection).await?;
-        let max_items = loaded.engine.max_inputs_per_request();
+        let max_items = self.state.advertised.max_items_per_request;
         let work = items(&loaded.engine, &*collection, r.items, max_items, deadline);
         let (items, timing) = deadline::within(deadline, work).await?;
         let (inserted, replaced) = collection.upsert(items).await?;
@@ -333,11 +376,32 @@ impl pb::collections_server::Collections for CollectionsService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let loaded = self.state.loaded()?;
         let r = request.into_inner();
-        let collection = loaded.collections.open(&r.collection).await?;
-        checked_ids(&r.ids, loaded.engine.max_inputs_per_request())?;
-        let deleted = collection.delete(r.ids).await?;
+        let max_ids = self.state.advertised.max_items_per_request;
+        let deleted = match (r.ids.is_empty(), r.filter.is_empty()) {
+            (false, true) => {
+                checked_ids(&r.ids, max_ids)?;
+                let collection = loaded.collections.open(&r.collection).await?;
+                collection.delete(r.ids).await?
+            }
+            (true, false) => {
+                let filter = checked_filter(r.filter)?;
+                let collection = loaded.collections.open(&r.collection).await?;
+                collection.delete_matching(filter).await?
+            }
+            (false, false) => {
+                return Err(invalid("set ids or a filter, not both".into()).into());
+            }
+            (true, true) => {
+                return Err(invalid(
+                    "the request has no ids and no filter (to remove every item, drop the \
+                     collection)"
+                        .into(),
+                )
+                .into());
+            }
+        };
         Ok(Response::new(pb::DeleteResponse {
-            deleted: deleted as u32,
+            deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
         }))
     }
 
@@ -347,13 +411,57 @@ impl pb::collections_server::Collections for CollectionsService {
     ) -> Result<Response<pb::GetItemsResponse>, Status> {
         let loaded = self.state.loaded()?;
         let r = request.into_inner();
-        checked_ids(&r.ids, index::MAX_GET_IDS)?;
+        checked_ids(&r.ids, self.state.advertised.max_items_per_request)?;
         let collection = loaded.collections.open(&r.collection).await?;
-        let found = collection.get(r.ids).await?;
+        let found = collection.get(r.ids, r.with_vectors).await?;
         let items = found
             .into_iter()
             .map(|item| convert::item(item, r.with_vectors))
             .collect();
         Ok(Response::new(pb::GetItemsResponse { items }))
+    }
+
+    async fn list_items(
+        &self,
+        request: Request<pb::ListItemsRequest>,
+    ) -> Result<Response<pb::ListItemsResponse>, Status> {
+        let loaded = self.state.loaded()?;
+        let r = request.into_inner();
+        let max = self.state.advertised.max_items_per_request;
+        let size = match r.page_size as usize {
+            0 => 100.min(max),
+            n if n > max => {
+                return Err(invalid(format!(
+                    "page_size is {n}; the limit is {max} (index.max_items_per_request)"
+                ))
+                .into())
+            }
+            n => n,
+        };
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(convert::page_after(token).ok_or_else(|| {
+                invalid("page_token is not one this server gave (pass next_page_token back)".into())
+            })?),
+        };
+        let filter = checked_filter(r.filter)?;
+        let collection = loaded.collections.open(&r.collection).await?;
+        let page = collection.page(after, filter, size, r.with_vectors).await?;
+        // A full page may be the last; the next (empty) one says so.
+        let next_page_token = match page.len() == size {
+            true => page
+                .last()
+                .map(|i| convert::page_token(&i.id))
+                .unwrap_or_default(),
+            false => String::new(),
+        };
+        let items = page
+            .into_iter()
+            .map(|item| convert::item(item, r.with_vectors))
+            .collect();
+        Ok(Response::new(pb::ListItemsResponse {
+            items,
+            next_page_token,
+        }))
     }
 }

@@ -125,19 +125,38 @@ impl From<Hit> for pb::Hit {
             id: hit.id,
             score: hit.score,
             metadata: hit.metadata.into_iter().collect(),
+            text: hit.text.unwrap_or_default(),
         }
     }
 }
 
-/// A stored item as GetItems returns it: its vector only when asked for.
+/// A stored item as GetItems and ListItems return it: its vector when asked for, else its text
+/// (if it was made from one).
 pub fn item(item: Item, with_vector: bool) -> pb::Item {
+    let content = match with_vector {
+        true => Some(pb::item::Content::Vector(pb::Vector {
+            values: item.vector,
+        })),
+        false => item.text.map(pb::item::Content::Text),
+    };
     pb::Item {
         id: item.id,
-        content: with_vector.then(|| {
-            pb::item::Content::Vector(pb::Vector {
-                values: item.vector,
-            })
-        }),
+        content,
         metadata: item.metadata.into_iter().collect(),
     }
+}
+
+/// The page token after the item `last`: opaque to clients (URL-safe base64 of the id).
+pub fn page_token(last: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last)
+}
+
+/// The id a page token continues after; None: not a token this server made.
+pub fn page_after(token: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    String::from_utf8(bytes).ok()
 }

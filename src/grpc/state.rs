@@ -27,6 +27,7 @@ pub struct Advertised {
     /// The configured classifiers' names.
     pub classifiers: Vec<String>,
     pub max_top_k: usize,
+    pub max_items_per_request: usize,
 }
 
 #[derive(Clone)]

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
-use super::{Found, IndexError, Info, Item, Listed, Search};
+use super::{Found, IndexError, Info, Item, Listed, Metadata, Search};
 use crate::ann::HnswSettings;
 
 /// Items, tombstones and collections over all of a store's collections (for the metrics).
@@ -37,6 +38,10 @@ pub trait CollectionStore: Send + Sync {
 
     fn totals(&self) -> Totals;
 
+    /// Whether the store can be reached now (false while a store behind the network is away),
+    /// and every change to it: what the health of `clipd.v1.Collections` reports.
+    fn reachable(&self) -> watch::Receiver<bool>;
+
     /// Makes what was written durable beyond the store's own log (snapshots), for the
     /// collections written since the last time; returns how many were saved.
     async fn persist(&self) -> usize;
@@ -52,8 +57,19 @@ pub trait StoredCollection: Send + Sync {
 
     async fn search(&self, search: Search) -> Result<Found, IndexError>;
 
-    /// The items with these ids, in order, skipping ids it does not hold.
-    async fn get(&self, ids: Vec<String>) -> Result<Vec<Item>, IndexError>;
+    /// The items with these ids, in order, skipping ids it does not hold; their vectors may be
+    /// left empty unless `with_vectors`.
+    async fn get(&self, ids: Vec<String>, with_vectors: bool) -> Result<Vec<Item>, IndexError>;
+
+    /// Up to `limit` items that pass the filter, in the bytewise order of their ids, from the
+    /// first id after `after`; vectors as for `get`.
+    async fn page(
+        &self,
+        after: Option<String>,
+        filter: Metadata,
+        limit: usize,
+        with_vectors: bool,
+    ) -> Result<Vec<Item>, IndexError>;
 
     /// Inserts or replaces (by id) unit-length items of the collection's dimension; returns
     /// (inserted, replaced).
@@ -61,4 +77,7 @@ pub trait StoredCollection: Send + Sync {
 
     /// Returns how many of the ids it held.
     async fn delete(&self, ids: Vec<String>) -> Result<usize, IndexError>;
+
+    /// Removes every item that the (non-empty) filter matches; returns how many.
+    async fn delete_matching(&self, filter: Metadata) -> Result<usize, IndexError>;
 }

@@ -45,6 +45,13 @@ impl Writer {
         self.str(&item.id);
         self.metadata(&item.metadata);
         self.floats(&item.vector);
+        match &item.text {
+            Some(text) => {
+                self.u8(1);
+                self.str(text);
+            }
+            None => self.u8(0),
+        }
     }
 }
 
@@ -113,10 +120,23 @@ impl<'a> Reader<'a> {
     }
 
     pub fn item(&mut self, dim: usize) -> Result<Item, Malformed> {
+        let mut item = self.item_without_text(dim)?;
+        item.text = match self.u8()? {
+            0 => None,
+            1 => Some(self.str()?),
+            other => return Err(Malformed(format!("text flag {other}"))),
+        };
+        Ok(item)
+    }
+
+    /// An item as clipd wrote it before items kept their text (WAL record kind 1, snapshots
+    /// `CLIPDSN1`), so that collections written then still open.
+    pub fn item_without_text(&mut self, dim: usize) -> Result<Item, Malformed> {
         Ok(Item {
             id: self.str()?,
             metadata: self.metadata()?,
             vector: self.floats(dim)?,
+            text: None,
         })
     }
 }
@@ -127,23 +147,39 @@ mod tests {
 
     #[test]
     fn items_round_trip_and_truncation_is_an_error() {
-        let item = Item {
-            id: "a/b.jpg".into(),
-            metadata: [("k".to_string(), "é".to_string())].into(),
-            vector: vec![0.6, -0.8],
-        };
-        let mut w = Writer::default();
-        w.item(&item);
-        w.u64(7);
-        let mut r = Reader::new(&w.bytes);
-        assert_eq!(r.item(2).unwrap(), item);
-        assert_eq!(r.u64().unwrap(), 7);
-        assert!(r.is_empty());
-        for cut in 0..w.bytes.len() - 8 {
-            assert!(
-                Reader::new(&w.bytes[..cut]).item(2).is_err(),
-                "cut at {cut}"
-            );
+        for text in [None, Some("a cat".to_string())] {
+            let item = Item {
+                id: "a/b.jpg".into(),
+                metadata: [("k".to_string(), "é".to_string())].into(),
+                vector: vec![0.6, -0.8],
+                text,
+            };
+            let mut w = Writer::default();
+            w.item(&item);
+            w.u64(7);
+            let mut r = Reader::new(&w.bytes);
+            assert_eq!(r.item(2).unwrap(), item);
+            assert_eq!(r.u64().unwrap(), 7);
+            assert!(r.is_empty());
+            for cut in 0..w.bytes.len() - 8 {
+                assert!(
+                    Reader::new(&w.bytes[..cut]).item(2).is_err(),
+                    "cut at {cut}"
+                );
+            }
         }
+    }
+
+    /// The layout before texts were kept: id, metadata, vector, nothing after.
+    #[test]
+    fn items_written_before_texts_were_kept_still_read() {
+        let mut w = Writer::default();
+        w.str("old");
+        w.metadata(&Metadata::new());
+        w.floats(&[1.0, 0.0]);
+        let mut r = Reader::new(&w.bytes);
+        let item = r.item_without_text(2).unwrap();
+        assert_eq!((item.id.as_str(), item.text), ("old", None));
+        assert!(r.is_empty());
     }
 }

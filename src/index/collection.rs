@@ -277,20 +277,36 @@ impl Collection {
     /// Adds or replaces the items (distinct ids, checked vectors): (inserted, replaced).
     pub fn upsert(self: &Arc<Self>, items: Vec<Item>) -> Result<(usize, usize), IndexError> {
         let count = items.len();
-        let replaced = self.write(Op::Upsert(items))?;
+        let replaced = self.write(|_| Op::Upsert(items))?;
         Ok((count - replaced, replaced))
     }
 
     /// Removes the items that exist: how many did.
     pub fn delete(self: &Arc<Self>, ids: Vec<String>) -> Result<usize, IndexError> {
-        self.write(Op::Delete(ids))
+        self.write(|_| Op::Delete(ids))
     }
 
-    /// Logs the write, applies it, and returns what `apply` counts.
-    fn write(self: &Arc<Self>, op: Op) -> Result<usize, IndexError> {
+    /// Removes every item the filter matches, as one logged write (so that no write slips in
+    /// between finding them and removing them): how many there were.
+    pub fn delete_matching(self: &Arc<Self>, filter: &Metadata) -> Result<usize, IndexError> {
+        self.write(|store| Op::Delete(store.matching(filter)))
+    }
+
+    /// A page of the items that pass the filter, in id order, after the id `after`.
+    pub fn page(&self, after: Option<&str>, filter: &Metadata, limit: usize) -> Vec<Item> {
+        self.read().page(after, filter, limit)
+    }
+
+    /// Logs the write that `op` makes of the store as it is once other writes are held off,
+    /// applies it, and returns what `apply` counts.
+    fn write(self: &Arc<Self>, op: impl FnOnce(&Store) -> Op) -> Result<usize, IndexError> {
         let mut writer = self.writer();
         if writer.dropped {
             return Err(IndexError::UnknownCollection(self.manifest.name.clone()));
+        }
+        let op = op(&self.read());
+        if matches!(&op, Op::Delete(ids) if ids.is_empty()) {
+            return Ok(0);
         }
         let lsn = writer.lsn + 1;
         if let Err(e) = writer.wal.append(lsn, &op) {
@@ -502,6 +518,7 @@ mod tests {
                 id: format!("{i}"),
                 metadata: [("even".to_string(), (i % 2 == 0).to_string())].into(),
                 vector: crate::index::unit_vector(v, DIM).unwrap(),
+                text: i.is_multiple_of(3).then(|| format!("item {i}")),
             }
         })
         .collect()

@@ -5,19 +5,23 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use super::backend::{CollectionStore, StoredCollection, Totals};
-use super::{Collection, Found, IndexError, Info, Item, Listed, Registry, Search};
+use super::{Collection, Found, IndexError, Info, Item, Listed, Metadata, Registry, Search};
 use crate::ann::HnswSettings;
 
 pub struct EmbeddedStore {
     registry: Arc<Registry>,
+    /// Always true: the collections are on this pod's disk. Kept so the channel stays open.
+    reachable: watch::Sender<bool>,
 }
 
 impl EmbeddedStore {
     pub fn new(registry: Registry) -> Self {
         Self {
             registry: Arc::new(registry),
+            reachable: watch::Sender::new(true),
         }
     }
 }
@@ -70,6 +74,10 @@ impl CollectionStore for EmbeddedStore {
         }
     }
 
+    fn reachable(&self) -> watch::Receiver<bool> {
+        self.reachable.subscribe()
+    }
+
     async fn persist(&self) -> usize {
         let registry = Arc::clone(&self.registry);
         blocking("snapshotting", move || Ok(registry.snapshot_all()))
@@ -103,9 +111,23 @@ impl StoredCollection for Embedded {
         blocking("the search", move || collection.search(&search)).await
     }
 
-    async fn get(&self, ids: Vec<String>) -> Result<Vec<Item>, IndexError> {
+    async fn get(&self, ids: Vec<String>, _: bool) -> Result<Vec<Item>, IndexError> {
         let collection = self.collection();
         blocking("collection work", move || Ok(collection.get(&ids))).await
+    }
+
+    async fn page(
+        &self,
+        after: Option<String>,
+        filter: Metadata,
+        limit: usize,
+        _: bool,
+    ) -> Result<Vec<Item>, IndexError> {
+        let collection = self.collection();
+        blocking("collection work", move || {
+            Ok(collection.page(after.as_deref(), &filter, limit))
+        })
+        .await
     }
 
     async fn upsert(&self, items: Vec<Item>) -> Result<(usize, usize), IndexError> {
@@ -116,5 +138,13 @@ impl StoredCollection for Embedded {
     async fn delete(&self, ids: Vec<String>) -> Result<usize, IndexError> {
         let collection = self.collection();
         blocking("collection work", move || collection.delete(ids)).await
+    }
+
+    async fn delete_matching(&self, filter: Metadata) -> Result<usize, IndexError> {
+        let collection = self.collection();
+        blocking("collection work", move || {
+            collection.delete_matching(&filter)
+        })
+        .await
     }
 }

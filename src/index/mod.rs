@@ -31,8 +31,6 @@ use crate::ann::{dot, HnswSettings};
 pub const MAX_ID_BYTES: usize = 1024;
 pub const MAX_METADATA_PAIRS: usize = 64;
 pub const MAX_METADATA_BYTES: usize = 1024;
-/// Ids in one GetItems request.
-pub const MAX_GET_IDS: usize = 1024;
 
 /// A new collection's name, checked as every store checks it.
 pub fn check_name(name: &str) -> Result<(), IndexError> {

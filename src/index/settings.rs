@@ -39,6 +39,10 @@ pub struct IndexSettings {
     pub rebuild_min_tombstones: usize,
     /// Hits one search may ask for.
     pub max_top_k: usize,
+    /// Items one Upsert may hold (texts and images among them: at most
+    /// `limits.max_inputs_per_request`), ids one Delete or GetItems may name, items one
+    /// ListItems page may hold.
+    pub max_items_per_request: usize,
     pub max_collections: usize,
     /// Defaults for new collections (CreateCollection can set each).
     pub hnsw: HnswSettings,
@@ -54,6 +58,7 @@ impl Default for IndexSettings {
             rebuild_tombstone_ratio: 0.2,
             rebuild_min_tombstones: 1000,
             max_top_k: 1000,
+            max_items_per_request: 4096,
             max_collections: 1000,
             hnsw: HnswSettings::default(),
             backend: Backend::Embedded,

@@ -17,7 +17,10 @@ use super::codec::{Reader, Writer};
 use super::store::Store;
 use crate::ann::{HnswSettings, UnitCosine};
 
-const MAGIC: &[u8; 8] = b"CLIPDSN1";
+/// Snapshots with items that keep their text; `MAGIC_WITHOUT_TEXTS` ones (written before) still
+/// load.
+const MAGIC: &[u8; 8] = b"CLIPDSN2";
+const MAGIC_WITHOUT_TEXTS: &[u8; 8] = b"CLIPDSN1";
 const CURRENT: &str = "CURRENT";
 const ITEMS: &str = "items.bin";
 const GRAPH: &str = "graph";
@@ -167,9 +170,14 @@ pub fn load(dir: &Path, settings: HnswSettings) -> Result<Option<(u64, Store)>, 
     File::open(&path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io(&path))?;
-    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
+    if bytes.len() < MAGIC.len() + 4 {
         return Err(corrupt("not a clipd snapshot".into()));
     }
+    let texts = match &bytes[..MAGIC.len()] {
+        magic if magic == MAGIC => true,
+        magic if magic == MAGIC_WITHOUT_TEXTS => false,
+        _ => return Err(corrupt("not a clipd snapshot".into())),
+    };
     let (body, sum) = bytes.split_at(bytes.len() - 4);
     if crc32fast::hash(body) != u32::from_le_bytes(sum.try_into().expect("4 bytes")) {
         return Err(corrupt("checksum mismatch".into()));
@@ -183,7 +191,8 @@ pub fn load(dir: &Path, settings: HnswSettings) -> Result<Option<(u64, Store)>, 
         let slots = (0..count)
             .map(|_| match r.u8()? {
                 0 => Ok(None),
-                _ => r.item(dim).map(Some),
+                _ if texts => r.item(dim).map(Some),
+                _ => r.item_without_text(dim).map(Some),
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok::<_, super::codec::Malformed>((lsn, dim, graph, slots))

@@ -10,6 +10,7 @@
 //! down, the writer copies the graph again ([`Store::copy_is_stale`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
 use hnsw_rs::hnsw::Hnsw;
 
@@ -23,6 +24,8 @@ pub struct Item {
     pub id: String,
     pub metadata: Metadata,
     pub vector: Vec<f32>,
+    /// The text it was embedded from, when it was upserted as a text.
+    pub text: Option<String>,
 }
 
 /// A live item's slot.
@@ -30,6 +33,7 @@ pub struct Item {
 struct Slot {
     id: String,
     metadata: Metadata,
+    text: Option<String>,
 }
 
 /// A search.
@@ -53,6 +57,7 @@ pub struct Hit {
     pub id: String,
     pub score: f32,
     pub metadata: Metadata,
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -73,7 +78,8 @@ pub struct Store {
     /// `dim` values per slot; a tombstone's stay until the next rebuild, since the graph still
     /// routes searches through it.
     vectors: Vec<f32>,
-    ids: HashMap<String, usize>,
+    /// Ordered, so that items can be paged through by id.
+    ids: BTreeMap<String, usize>,
     /// key -> value -> live slots with that pair.
     postings: HashMap<String, HashMap<String, BTreeSet<usize>>>,
 }
@@ -100,7 +106,7 @@ impl Store {
             flat: FlatGraph::default(),
             slots: Vec::new(),
             vectors: Vec::new(),
-            ids: HashMap::new(),
+            ids: BTreeMap::new(),
             postings: HashMap::new(),
         }
     }
@@ -239,7 +245,48 @@ impl Store {
             id: s.id.clone(),
             metadata: s.metadata.clone(),
             vector: self.vector(slot).to_vec(),
+            text: s.text.clone(),
         }
+    }
+
+    /// Up to `limit` live items that pass the filter, in id order, from the first id after
+    /// `after`. A selective filter pages through its posting list rather than every id.
+    pub fn page(&self, after: Option<&str>, filter: &Metadata, limit: usize) -> Vec<Item> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let passes = |slot: &usize| self.passes_filter(*slot, filter);
+        let slots: Vec<usize> = match self.candidates(filter) {
+            // Sorting the matches beats walking ids past many items that do not match.
+            Some(candidates) if candidates.len() < self.len() / 8 => {
+                let mut ids: Vec<(&str, usize)> = candidates
+                    .iter()
+                    .filter(|slot| passes(slot))
+                    .map(|&slot| (self.slots[slot].as_ref().expect("live").id.as_str(), slot))
+                    .filter(|(id, _)| after.is_none_or(|after| *id > after))
+                    .collect();
+                ids.sort_unstable();
+                ids.into_iter().take(limit).map(|(_, slot)| slot).collect()
+            }
+            _ => self
+                .ids
+                .range::<str, _>((start, Bound::Unbounded))
+                .map(|(_, &slot)| slot)
+                .filter(passes)
+                .take(limit)
+                .collect(),
+        };
+        slots.into_iter().map(|slot| self.item(slot)).collect()
+    }
+
+    /// The ids of every live item that passes the (non-empty) filter.
+    pub fn matching(&self, filter: &Metadata) -> Vec<String> {
+        let Some(candidates) = self.candidates(filter) else {
+            return self.ids.keys().cloned().collect();
+        };
+        candidates
+            .iter()
+            .filter(|&&slot| self.passes_filter(slot, filter))
+            .map(|&slot| self.slots[slot].as_ref().expect("live").id.clone())
+            .collect()
     }
 
     fn vector(&self, slot: usize) -> &[f32] {
@@ -320,6 +367,7 @@ impl Store {
         self.slots.push(Some(Slot {
             id: item.id,
             metadata: item.metadata,
+            text: item.text,
         }));
         slot
     }
@@ -474,6 +522,7 @@ impl Store {
                     id: s.id.clone(),
                     score,
                     metadata: s.metadata.clone(),
+                    text: s.text.clone(),
                 }
             })
             .collect()
@@ -510,6 +559,7 @@ mod tests {
             ]
             .into(),
             vector,
+            text: id.is_multiple_of(3).then(|| format!("text {id}")),
         }
     }
 
@@ -660,5 +710,49 @@ mod tests {
         assert!(store.postings.is_empty());
         let none = Metadata::new();
         assert!(store.search(&query(&vectors[0], &none, 0)).hits.is_empty());
+    }
+
+    /// Every page walk, filtered (selective or not) or not, visits each matching item once, in
+    /// id order, whatever the page size.
+    #[test]
+    fn pages_visit_each_matching_item_once_in_id_order() {
+        let (mut store, _) = filled(300);
+        store.remove("item-7");
+        let filters: [&[(&str, &str)]; 4] = [
+            &[],
+            &[("parity", "1")],
+            &[("tenth", "7")],
+            &[("parity", "1"), ("tenth", "3")],
+        ];
+        for pairs in filters {
+            let filter: Metadata = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let mut expected: Vec<String> = store
+                .items()
+                .into_iter()
+                .filter(|i| filter.iter().all(|(k, v)| i.metadata.get(k) == Some(v)))
+                .map(|i| i.id)
+                .collect();
+            expected.sort();
+            for size in [1, 7, 1000] {
+                let mut walked = Vec::new();
+                let mut after: Option<String> = None;
+                loop {
+                    let page = store.page(after.as_deref(), &filter, size);
+                    assert!(page.len() <= size);
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.id.clone());
+                    walked.extend(page.into_iter().map(|i| i.id));
+                }
+                assert_eq!(walked, expected, "filter {pairs:?}, pages of {size}");
+            }
+            let mut matching = store.matching(&filter);
+            matching.sort();
+            assert_eq!(matching, expected, "filter {pairs:?}");
+        }
+        assert_eq!(store.get("item-3").unwrap().text.as_deref(), Some("text 3"));
+        assert_eq!(store.get("item-4").unwrap().text, None);
     }
 }

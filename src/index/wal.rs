@@ -15,6 +15,11 @@ use super::store::Item;
 
 const HEADER: usize = 16;
 
+/// Record kinds. Kind 1, upserts logged before items kept their text, is still replayed.
+const UPSERT_WITHOUT_TEXTS: u8 = 1;
+const DELETE: u8 = 2;
+const UPSERT: u8 = 3;
+
 /// A logged write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -26,14 +31,14 @@ impl Op {
     fn encode(&self, w: &mut Writer) {
         match self {
             Op::Upsert(items) => {
-                w.u8(1);
+                w.u8(UPSERT);
                 w.u32(items.len() as u32);
                 for item in items {
                     w.item(item);
                 }
             }
             Op::Delete(ids) => {
-                w.u8(2);
+                w.u8(DELETE);
                 w.u32(ids.len() as u32);
                 for id in ids {
                     w.str(id);
@@ -45,12 +50,17 @@ impl Op {
     fn decode(bytes: &[u8], dim: usize) -> Result<Op, Malformed> {
         let mut r = Reader::new(bytes);
         let op = match r.u8()? {
-            1 => Op::Upsert(
+            UPSERT_WITHOUT_TEXTS => Op::Upsert(
+                (0..r.u32()?)
+                    .map(|_| r.item_without_text(dim))
+                    .collect::<Result<_, _>>()?,
+            ),
+            UPSERT => Op::Upsert(
                 (0..r.u32()?)
                     .map(|_| r.item(dim))
                     .collect::<Result<_, _>>()?,
             ),
-            2 => Op::Delete((0..r.u32()?).map(|_| r.str()).collect::<Result<_, _>>()?),
+            DELETE => Op::Delete((0..r.u32()?).map(|_| r.str()).collect::<Result<_, _>>()?),
             kind => return Err(Malformed(format!("unknown record kind {kind}"))),
         };
         if !r.is_empty() {
@@ -270,7 +280,31 @@ mod tests {
             id: id.into(),
             metadata: [("k".to_string(), "v".to_string())].into(),
             vector: vec![1.0, 0.0],
+            text: Some(format!("the text of {id}")),
         }])
+    }
+
+    /// An upsert record as clipd logged it before items kept their text replays, textless.
+    #[test]
+    fn upserts_logged_before_texts_were_kept_still_replay() {
+        let path = dir("textless").join("wal");
+        let mut payload = Writer::default();
+        payload.u8(UPSERT_WITHOUT_TEXTS);
+        payload.u32(1);
+        payload.str("old");
+        payload.metadata(&Default::default());
+        payload.floats(&[0.0, 1.0]);
+        let mut record = Writer::default();
+        record.u32(payload.bytes.len() as u32);
+        record.u32(checksum(1, &payload.bytes));
+        record.u64(1);
+        record.bytes.extend_from_slice(&payload.bytes);
+        std::fs::write(&path, &record.bytes).unwrap();
+        let (_, replayed) = Wal::open(&path, 2, 0).unwrap();
+        let Op::Upsert(items) = &replayed.records[0].1 else {
+            panic!("not an upsert: {:?}", replayed.records);
+        };
+        assert_eq!((items[0].id.as_str(), &items[0].text), ("old", &None));
     }
 
     fn written(path: &Path) -> Vec<Op> {

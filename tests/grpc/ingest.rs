@@ -94,6 +94,7 @@ async fn ingest_adds_a_folder_resumes_and_reports_bad_files() {
     c.delete(pb::DeleteRequest {
         collection: "photos".into(),
         ids: ids.clone(),
+        ..Default::default()
     })
     .await
     .unwrap();

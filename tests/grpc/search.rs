@@ -67,6 +67,7 @@ fn search_request(
         top_k,
         filter: meta(filter),
         ef_search: 0,
+        ..Default::default()
     }
 }
 
@@ -258,6 +259,7 @@ async fn upsert_replaces_delete_removes_and_filters_restrict() {
     let delete = || pb::DeleteRequest {
         collection: "v".into(),
         ids: vec!["30".into(), "31".into(), "never".into()],
+        ..Default::default()
     };
     assert_eq!(c.delete(delete()).await.unwrap().into_inner().deleted, 2);
     assert_eq!(c.delete(delete()).await.unwrap().into_inner().deleted, 0);
@@ -317,6 +319,7 @@ async fn a_restart_keeps_everything() {
         m: 8,
         ef_construction: 50,
         ef_search: 20,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -340,6 +343,7 @@ async fn a_restart_keeps_everything() {
     c.delete(pb::DeleteRequest {
         collection: "kept".into(),
         ids: vec!["5".into()],
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -607,6 +611,7 @@ async fn searches_go_on_during_writes_and_rebuilds() {
         c.delete(pb::DeleteRequest {
             collection: "busy".into(),
             ids,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -757,6 +762,7 @@ async fn bad_collection_and_search_requests_are_refused_clearly() {
         let delete = pb::DeleteRequest {
             collection: "good".into(),
             ids: ids.clone(),
+            ..Default::default()
         };
         refused(c.delete(delete).await, Code::InvalidArgument, words);
         let get = pb::GetItemsRequest {

@@ -92,6 +92,17 @@ fn search(name: &str, query: Query, top_k: u32) -> pb::SearchRequest {
     }
 }
 
+/// A search for the vector `axis(dim, n)`.
+fn near(name: &str, dim: usize, n: usize, top_k: u32) -> pb::SearchRequest {
+    search(
+        name,
+        Query::Vector(pb::Vector {
+            values: axis(dim, n),
+        }),
+        top_k,
+    )
+}
+
 fn ids(response: &pb::SearchResponse) -> Vec<&str> {
     response.hits.iter().map(|h| h.id.as_str()).collect()
 }
@@ -122,6 +133,7 @@ async fn collections_are_created_described_listed_and_dropped(store: Store) {
             m: 8,
             ef_construction: 64,
             ef_search: 32,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -204,13 +216,7 @@ async fn items_are_upserted_read_replaced_and_deleted(store: Store) {
     assert_eq!(info(&mut c, "things").await.count, 7);
 
     let by_vector = clip
-        .search(search(
-            "things",
-            Query::Vector(pb::Vector {
-                values: axis(dim, 2),
-            }),
-            3,
-        ))
+        .search(near("things", dim, 2, 3))
         .await
         .unwrap()
         .into_inner();
@@ -283,13 +289,7 @@ async fn items_are_upserted_read_replaced_and_deleted(store: Store) {
     .await;
     assert_eq!((replaced.inserted, replaced.replaced), (1, 1));
     let moved = clip
-        .search(search(
-            "things",
-            Query::Vector(pb::Vector {
-                values: axis(dim, 5),
-            }),
-            2,
-        ))
+        .search(near("things", dim, 5, 2))
         .await
         .unwrap()
         .into_inner();
@@ -301,6 +301,7 @@ async fn items_are_upserted_read_replaced_and_deleted(store: Store) {
         .delete(pb::DeleteRequest {
             collection: "things".into(),
             ids: vec!["v5".into(), "v0".into(), "never".into()],
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -308,13 +309,7 @@ async fn items_are_upserted_read_replaced_and_deleted(store: Store) {
     assert_eq!(deleted.deleted, 2);
     assert_eq!(info(&mut c, "things").await.count, 6);
     let after = clip
-        .search(search(
-            "things",
-            Query::Vector(pb::Vector {
-                values: axis(dim, 5),
-            }),
-            10,
-        ))
+        .search(near("things", dim, 5, 10))
         .await
         .unwrap()
         .into_inner();
@@ -526,6 +521,348 @@ async fn another_models_collections_are_refused(store: Store) {
     );
 }
 
+fn text_item(id: &str, text: &str, metadata: &[(&str, &str)]) -> pb::Item {
+    pb::Item {
+        content: Some(Content::Text(text.into())),
+        ..vector_item(id, Vec::new(), metadata)
+    }
+}
+
+fn pairs(metadata: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Creating twice with `if_not_exists` describes the first (its settings stand); without it the
+/// second is ALREADY_EXISTS.
+async fn create_if_not_exists_makes_setup_idempotent(store: Store) {
+    let server = TestServer::start(on(store, "tiny-a")).await;
+    let mut c = collections(&server).await;
+    let ask = |m: u32| pb::CreateCollectionRequest {
+        name: "setup".into(),
+        m,
+        if_not_exists: true,
+        ..Default::default()
+    };
+    let first = c.create_collection(ask(8)).await.unwrap().into_inner();
+    assert!(first.created);
+    let dim = server.server.engine().unwrap().description().dim as usize;
+    upsert(&mut c, "setup", vec![vector_item("a", axis(dim, 1), &[])]).await;
+    let again = c.create_collection(ask(16)).await.unwrap().into_inner();
+    assert!(!again.created);
+    let described = again.collection.unwrap();
+    assert_eq!((described.m, described.count), (8, 1), "the first one's");
+    refused(
+        c.create_collection(pb::CreateCollectionRequest {
+            if_not_exists: false,
+            ..ask(8)
+        })
+        .await,
+        Code::AlreadyExists,
+        "setup",
+    );
+}
+
+/// A server with the fixture model tiny-a on `store`, a Collections client, the model's
+/// dimension, and an empty collection `name`.
+async fn with_collection(
+    settings: TestSettings,
+    name: &str,
+) -> (TestServer, CollectionsClient<Channel>, usize) {
+    let server = TestServer::start(settings).await;
+    let mut c = collections(&server).await;
+    let dim = server.server.engine().unwrap().description().dim as usize;
+    create(&mut c, name).await;
+    (server, c, dim)
+}
+
+/// Texts are kept with their items: GetItems and ListItems return them as the content (vectors
+/// when asked for), hits carry them; `min_score` cuts the hits below it.
+async fn texts_are_kept_and_min_score_cuts_hits(store: Store) {
+    let (server, mut c, dim) = with_collection(on(store, "tiny-a"), "texts").await;
+    let mut clip = server.client.clone();
+    let caption = "a photo of a red circle";
+    upsert(
+        &mut c,
+        "texts",
+        vec![
+            text_item("t", caption, &[("kind", "caption")]),
+            vector_item("v", axis(dim, 2), &[]),
+        ],
+    )
+    .await;
+    let got = c
+        .get_items(pb::GetItemsRequest {
+            collection: "texts".into(),
+            ids: vec!["t".into(), "v".into()],
+            with_vectors: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(got[0].content, Some(Content::Text(caption.into())));
+    assert_eq!(got[1].content, None, "a vector item has no text");
+    let with_vectors = c
+        .get_items(pb::GetItemsRequest {
+            collection: "texts".into(),
+            ids: vec!["t".into()],
+            with_vectors: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(matches!(&with_vectors[0].content, Some(Content::Vector(v)) if v.values.len() == dim));
+    let found = clip
+        .search(search("texts", Query::Text(caption.into()), 2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids(&found), ["t", "v"]);
+    assert_eq!(
+        (found.hits[0].text.as_str(), found.hits[1].text.as_str()),
+        (caption, "")
+    );
+    assert!(found.hits[0].score > 0.999, "{}", found.hits[0].score);
+    let floor = (found.hits[0].score + found.hits[1].score) / 2.0;
+    let cut = clip
+        .search(pb::SearchRequest {
+            min_score: Some(floor),
+            ..search("texts", Query::Text(caption.into()), 2)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ids(&cut), ["t"]);
+    let none = clip
+        .search(pb::SearchRequest {
+            min_score: Some(1.5),
+            ..search("texts", Query::Text(caption.into()), 2)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.hits.is_empty());
+    refused(
+        clip.search(pb::SearchRequest {
+            min_score: Some(f32::NAN),
+            ..search("texts", Query::Text(caption.into()), 2)
+        })
+        .await,
+        Code::InvalidArgument,
+        "min_score",
+    );
+}
+
+async fn list_page(
+    c: &mut CollectionsClient<Channel>,
+    filter: &[(&str, &str)],
+    page_size: u32,
+    page_token: String,
+) -> pb::ListItemsResponse {
+    c.list_items(pb::ListItemsRequest {
+        collection: "paged".into(),
+        filter: pairs(filter),
+        page_size,
+        page_token,
+        with_vectors: false,
+    })
+    .await
+    .expect("list items")
+    .into_inner()
+}
+
+/// `count` vector items `{prefix}00`, `{prefix}01`...; the metadata `key` of every `every`th
+/// is `one`, of the others `other`.
+fn tagged(
+    dim: usize,
+    count: usize,
+    prefix: &str,
+    (key, every, one, other): (&str, usize, &str, &str),
+) -> Vec<pb::Item> {
+    (0..count)
+        .map(|i| {
+            let value = if i % every == 0 { one } else { other };
+            vector_item(&format!("{prefix}{i:02}"), axis(dim, i), &[(key, value)])
+        })
+        .collect()
+}
+
+/// Every item, in id order, a page at a time (filtered or not, whatever the page size); a
+/// made-up token or an oversized page is INVALID_ARGUMENT.
+async fn items_are_listed_page_by_page(store: Store) {
+    let (_server, mut c, dim) = with_collection(on(store, "tiny-a"), "paged").await;
+    let items = tagged(dim, 40, "i", ("group", 4, "rare", "common"));
+    // In two writes, the second first, so that ids do not arrive in their order.
+    upsert(&mut c, "paged", items[20..].to_vec()).await;
+    upsert(&mut c, "paged", items[..20].to_vec()).await;
+    for (filter, expected) in [
+        (&[][..], (0..40).collect::<Vec<usize>>()),
+        (&[("group", "rare")][..], (0..40).step_by(4).collect()),
+        (&[("group", "none")][..], Vec::new()),
+    ] {
+        let expected: Vec<String> = expected.iter().map(|i| format!("i{i:02}")).collect();
+        for size in [1u32, 7, 40, 100] {
+            let mut walked = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = list_page(&mut c, filter, size, token).await;
+                assert!(page.items.len() <= size as usize);
+                walked.extend(page.items.into_iter().map(|i| i.id));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            assert_eq!(walked, expected, "filter {filter:?}, pages of {size}");
+        }
+    }
+    let default = list_page(&mut c, &[], 0, String::new()).await;
+    assert_eq!(
+        (default.items.len(), default.next_page_token.as_str()),
+        (40, "")
+    );
+    let ask = |page_size: u32, page_token: &str| pb::ListItemsRequest {
+        collection: "paged".into(),
+        page_size,
+        page_token: page_token.into(),
+        ..Default::default()
+    };
+    refused(
+        c.list_items(ask(0, "not a token!")).await,
+        Code::InvalidArgument,
+        "page_token",
+    );
+    refused(
+        c.list_items(ask(100_000, "")).await,
+        Code::InvalidArgument,
+        "page_size",
+    );
+    refused(
+        c.list_items(pb::ListItemsRequest {
+            collection: "nothing".into(),
+            ..ask(0, "")
+        })
+        .await,
+        Code::NotFound,
+        "nothing",
+    );
+}
+
+/// A Delete by filter removes every match however many, and nothing else; ids and a filter
+/// together, or neither, are refused.
+async fn deletes_by_filter_remove_every_match(store: Store) {
+    let (server, mut c, dim) = with_collection(on(store, "tiny-a"), "sweep").await;
+    let items = tagged(dim, 30, "s", ("tenant", 3, "gone", "kept"));
+    upsert(&mut c, "sweep", items).await;
+    let by_filter = |tenant: &str| pb::DeleteRequest {
+        collection: "sweep".into(),
+        filter: pairs(&[("tenant", tenant)]),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.delete(by_filter("gone"))
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted,
+        10
+    );
+    assert_eq!(
+        c.delete(by_filter("gone"))
+            .await
+            .unwrap()
+            .into_inner()
+            .deleted,
+        0
+    );
+    assert_eq!(info(&mut c, "sweep").await.count, 20);
+    let mut clip = server.client.clone();
+    let found = clip
+        .search(pb::SearchRequest {
+            filter: pairs(&[("tenant", "gone")]),
+            ..near("sweep", dim, 3, 5)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(found.hits.is_empty());
+    refused(
+        c.delete(pb::DeleteRequest {
+            ids: vec!["s01".into()],
+            ..by_filter("kept")
+        })
+        .await,
+        Code::InvalidArgument,
+        "not both",
+    );
+    refused(
+        c.delete(pb::DeleteRequest {
+            collection: "sweep".into(),
+            ..Default::default()
+        })
+        .await,
+        Code::InvalidArgument,
+        "drop the collection",
+    );
+    assert_eq!(info(&mut c, "sweep").await.count, 20, "nothing lost");
+}
+
+/// Vectors need no embedding: an Upsert of more vectors than the model's per-request limit, and
+/// a Delete and GetItems of as many ids, are one call each; texts over that limit are refused.
+async fn vector_writes_are_not_held_to_the_models_batch_limit(store: Store) {
+    let mut settings = on(store, "tiny-a");
+    settings.limits.max_inputs_per_request = 8;
+    settings.batching.max_queued_inputs = 8;
+    settings.index.max_items_per_request = 600;
+    let (server, mut c, dim) = with_collection(settings, "bulk").await;
+    let items: Vec<pb::Item> = (0..600)
+        .map(|i| vector_item(&format!("b{i}"), axis(dim, i), &[]))
+        .collect();
+    let ids: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    assert_eq!(upsert(&mut c, "bulk", items.clone()).await.inserted, 600);
+    let got = c
+        .get_items(pb::GetItemsRequest {
+            collection: "bulk".into(),
+            ids: ids.clone(),
+            with_vectors: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.items.len(), 600);
+    let texts: Vec<pb::Item> = (0..9)
+        .map(|i| text_item(&format!("x{i}"), "a cat", &[]))
+        .collect();
+    let mut too_many = items;
+    too_many.push(vector_item("b600", axis(dim, 1), &[]));
+    for (items, words) in [(texts, "max_inputs_per_request"), (too_many, "601")] {
+        let request = pb::UpsertRequest {
+            collection: "bulk".into(),
+            items,
+        };
+        refused(c.upsert(request).await, Code::InvalidArgument, words);
+    }
+    let deleted = c
+        .delete(pb::DeleteRequest {
+            collection: "bulk".into(),
+            ids,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.deleted, 600);
+    let model = crate::support::model_info(&mut server.client.clone()).await;
+    assert_eq!(
+        (model.max_items_per_request, model.max_inputs_per_request),
+        (600, 8)
+    );
+}
+
 macro_rules! on_every_store {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -567,6 +904,11 @@ on_every_store!(
     filters_narrow_and_hostile_values_stay_data,
     bad_requests_are_refused_the_same_way,
     another_models_collections_are_refused,
+    create_if_not_exists_makes_setup_idempotent,
+    texts_are_kept_and_min_score_cuts_hits,
+    items_are_listed_page_by_page,
+    deletes_by_filter_remove_every_match,
+    vector_writes_are_not_held_to_the_models_batch_limit,
 );
 
 /// Two clipd servers on one Milvus, with strong reads: what one acknowledges, the other serves.
@@ -600,13 +942,7 @@ async fn replicas_on_one_milvus_read_each_others_writes() {
         let found = b
             .client
             .clone()
-            .search(search(
-                "shared",
-                Query::Vector(pb::Vector {
-                    values: axis(dim, round),
-                }),
-                1,
-            ))
+            .search(near("shared", dim, round, 1))
             .await
             .unwrap()
             .into_inner();
@@ -615,6 +951,7 @@ async fn replicas_on_one_milvus_read_each_others_writes() {
     cb.delete(pb::DeleteRequest {
         collection: "shared".into(),
         ids: vec!["r0".into()],
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -637,15 +974,7 @@ async fn milvus_away_answers_unavailable_and_serving_recovers() {
     let restarted = MilvusBack;
     milvus_ctl("kill");
     let started = Instant::now();
-    let away = clip
-        .search(search(
-            "durable",
-            Query::Vector(pb::Vector {
-                values: axis(dim, 3),
-            }),
-            1,
-        ))
-        .await;
+    let away = clip.search(near("durable", dim, 3, 1)).await;
     refused(away, Code::Unavailable, "unavailable");
     assert!(
         started.elapsed() < Duration::from_secs(8),
@@ -663,18 +992,14 @@ async fn milvus_away_answers_unavailable_and_serving_recovers() {
         })
         .await
         .is_ok());
+    // The failed calls marked Milvus away: only the Collections service says so.
+    assert_eq!(health(&server, "clipd.v1.Collections").await, NOT_SERVING);
+    assert_eq!(health(&server, "clipd.v1.Clip").await, SERVING);
+    assert_eq!(health(&server, "").await, SERVING);
     drop(restarted);
     let deadline = Instant::now() + Duration::from_secs(90);
     let found = loop {
-        let answer = clip
-            .search(search(
-                "durable",
-                Query::Vector(pb::Vector {
-                    values: axis(dim, 3),
-                }),
-                1,
-            ))
-            .await;
+        let answer = clip.search(near("durable", dim, 3, 1)).await;
         match answer {
             Ok(found) => break found.into_inner(),
             Err(status) if Instant::now() < deadline => {
@@ -690,6 +1015,28 @@ async fn milvus_away_answers_unavailable_and_serving_recovers() {
         20,
         "no acknowledged write lost"
     );
+    // The next probe (index.milvus.health_interval_ms) finds Milvus back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health(&server, "clipd.v1.Collections").await != SERVING {
+        assert!(Instant::now() < deadline, "Collections not SERVING again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+const NOT_SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+
+/// What the server's health service says of `service`.
+async fn health(server: &TestServer, service: &str) -> i32 {
+    let channel = crate::support::channel(&server.server).await;
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("health check")
+        .into_inner()
+        .status
 }
 
 /// Starts Milvus again when dropped, also when the test fails while Milvus is down (the tests

@@ -143,12 +143,34 @@ pub fn check(status: Option<common::Status>) -> Result<(), Failure> {
 pub fn transport(status: tonic::Status) -> Failure {
     use tonic::Code;
     match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
-            Failure::Unavailable(status.message().to_owned())
-        }
         Code::Unauthenticated | Code::PermissionDenied => {
             Failure::Unauthorized(status.message().to_owned())
         }
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
+            Failure::Unavailable(status.message().to_owned())
+        }
+        // Made here from a broken connection (tonic keeps the I/O or HTTP/2 error as the
+        // source), not sent by Milvus: a Milvus killed mid-call resets the stream, which tonic
+        // reports as INTERNAL or UNKNOWN.
+        _ if std::error::Error::source(&status).is_some() => {
+            Failure::Unavailable(status.message().to_owned())
+        }
         _ => Failure::Failed(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_connection_is_unavailable_and_milvus_own_errors_are_not() {
+        let reset = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        let broken = tonic::Status::from_error(Box::new(reset));
+        assert!(matches!(transport(broken), Failure::Unavailable(_)));
+        let sent = tonic::Status::internal("Milvus says no");
+        assert!(matches!(transport(sent), Failure::Failed(_)));
+        let refused = tonic::Status::unauthenticated("bad token");
+        assert!(matches!(transport(refused), Failure::Unauthorized(_)));
     }
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use prost::Message;
+use tokio::sync::watch;
 
 pub use settings::{Consistency, MilvusSettings};
 
@@ -40,6 +41,12 @@ use pb::schema::{self, field_data, scalar_field, vector_field, DataType, FieldDa
 /// The property of a Milvus collection that holds clipd's manifest.
 const MANIFEST_PROPERTY: &str = "clipd.manifest";
 const VECTOR: &str = "vector";
+/// The text an item was made from ("" when it was not made from a text).
+const TEXT: &str = "text";
+/// The longest text a collection keeps: Milvus' limit for a VarChar field.
+pub const MAX_TEXT_BYTES: usize = 65_535;
+/// The most rows one Milvus search or query returns (its `topk` and `limit` ceiling).
+pub const MAX_WINDOW: usize = 16_384;
 /// The longest id an item may have (`index::MAX_ID_BYTES`) is what the key field holds.
 const ID_MAX_LENGTH: usize = super::MAX_ID_BYTES;
 
@@ -53,6 +60,8 @@ pub struct MilvusStore {
     last_write: Arc<AtomicU64>,
     /// Counts as last seen, for the metrics (counting asks Milvus, so it is not done per scrape).
     totals: Mutex<Totals>,
+    /// Whether Milvus answered the last probe and no call since found it away.
+    reachable: Arc<watch::Sender<bool>>,
 }
 
 /// The name of a clipd collection in Milvus: the prefix, then the name with every character
@@ -129,18 +138,31 @@ impl MilvusStore {
             model,
             last_write: Arc::new(AtomicU64::new(0)),
             totals: Mutex::new(Totals::default()),
+            reachable: Arc::new(watch::Sender::new(false)),
         };
-        match store.names().await {
-            Ok(names) => {
-                tracing::info!(url = %store.settings.url, collections = names.len(), "Milvus answers");
-                store.refresh_totals().await;
-            }
+        match store.probe().await {
+            Ok(_) => store.refresh_totals().await,
             Err(Failure::Unavailable(reason)) => {
                 tracing::warn!(url = %store.settings.url, %reason, "Milvus is not reachable yet")
             }
             Err(e) => return Err(format!("{}: {e}", store.settings.url)),
         }
         Ok(store)
+    }
+
+    /// Asks Milvus for this store's collections, and records whether it answered: a Milvus
+    /// that is starting or recovering (retriable codes) counts as away, as one that is not
+    /// reached does.
+    pub async fn probe(&self) -> Result<Vec<String>, Failure> {
+        let names = self.names().await;
+        let away = matches!(names, Err(Failure::Unavailable(_)));
+        let changed = self
+            .reachable
+            .send_if_modified(|now| std::mem::replace(now, !away) == away);
+        if changed && !away {
+            tracing::info!(url = %self.settings.url, "Milvus answers: Collections and Search serve");
+        }
+        names
     }
 
     /// Puts a new token in force (a rotated Secret).
@@ -245,6 +267,7 @@ impl MilvusStore {
             timeout: self.settings.request_timeout(),
             last_write: Arc::clone(&self.last_write),
             consistency: self.settings.consistency,
+            reachable: Arc::clone(&self.reachable),
         }
     }
 
@@ -287,6 +310,11 @@ impl MilvusStore {
                     vec![kv("dim", manifest.dim.to_string())],
                 ),
                 field(expr::METADATA, DataType::Json, Vec::new()),
+                field(
+                    TEXT,
+                    DataType::VarChar,
+                    vec![kv("max_length", MAX_TEXT_BYTES.to_string())],
+                ),
             ],
             ..Default::default()
         };
@@ -459,6 +487,10 @@ impl CollectionStore for MilvusStore {
         *self.totals.lock()
     }
 
+    fn reachable(&self) -> watch::Receiver<bool> {
+        self.reachable.subscribe()
+    }
+
     /// Milvus keeps what it acknowledged; this only refreshes the counts the metrics show.
     async fn persist(&self) -> usize {
         // Bounded: at shutdown a slow Milvus must not hold the server for a count per collection.
@@ -487,20 +519,32 @@ struct Handle {
     timeout: Duration,
     last_write: Arc<AtomicU64>,
     consistency: Consistency,
+    reachable: Arc<watch::Sender<bool>>,
 }
 
 impl Handle {
+    /// Makes one call; Milvus not reached marks it away at once (the store's probe notices it
+    /// back).
     async fn call<T, F>(&self, call: F) -> Result<T, Failure>
     where
         F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        match tokio::time::timeout(self.timeout, call).await {
+        let answer = match tokio::time::timeout(self.timeout, call).await {
             Ok(answer) => answer.map(tonic::Response::into_inner).map_err(transport),
             Err(_) => Err(Failure::Unavailable(format!(
                 "no answer within {} ms (index.milvus.request_timeout_ms)",
                 self.timeout.as_millis()
             ))),
+        };
+        if let Err(Failure::Unavailable(reason)) = &answer {
+            if self
+                .reachable
+                .send_if_modified(|now| std::mem::replace(now, false))
+            {
+                tracing::warn!(%reason, "Milvus is away: Collections and Search answer UNAVAILABLE");
+            }
         }
+        answer
     }
 
     /// Loads the collection into Milvus' memory and waits until it is (a new collection, or one
@@ -666,20 +710,49 @@ impl MilvusCollection {
         failure(&self.manifest.name, e)
     }
 
-    async fn items(&self, ids: &[String], with_vectors: bool) -> Result<Vec<Item>, IndexError> {
+    /// The items an expression matches, at most `limit`, in no particular order.
+    async fn matching(
+        &self,
+        filter: String,
+        limit: usize,
+        with_vectors: bool,
+    ) -> Result<Vec<Item>, IndexError> {
         let output: &[&str] = if with_vectors {
-            &[expr::ID, VECTOR, expr::METADATA]
+            &[expr::ID, VECTOR, expr::METADATA, TEXT]
         } else {
-            &[expr::ID, expr::METADATA]
+            &[expr::ID, expr::METADATA, TEXT]
         };
         let fields = self
             .store
-            .query(&self.milvus, expr::ids_in(ids), output, Some(ids.len()))
+            .query(&self.milvus, filter, output, Some(limit))
             .await
             .map_err(|e| self.failure(e))?;
-        let found = rows(&fields, self.manifest.dim);
-        let by_id: HashMap<String, Item> = found.into_iter().map(|i| (i.id.clone(), i)).collect();
-        Ok(ids.iter().filter_map(|id| by_id.get(id).cloned()).collect())
+        Ok(rows(&fields, self.manifest.dim))
+    }
+
+    async fn delete_held(&self, held: &[String]) -> Result<(), IndexError> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let request = api::DeleteRequest {
+            db_name: self.store.database.clone(),
+            collection_name: self.milvus.clone(),
+            expr: expr::ids_in(held),
+            ..Default::default()
+        };
+        self.store
+            .mutate(self.store.client.clone().delete(request))
+            .await
+            .map_err(|e| self.failure(e))
+    }
+
+    async fn items(&self, ids: &[String], with_vectors: bool) -> Result<Vec<Item>, IndexError> {
+        let found = self
+            .matching(expr::ids_in(ids), ids.len(), with_vectors)
+            .await?;
+        let mut by_id: HashMap<String, Item> =
+            found.into_iter().map(|i| (i.id.clone(), i)).collect();
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 }
 
@@ -735,7 +808,7 @@ impl StoredCollection for MilvusCollection {
             dsl: filter.unwrap_or_default(),
             dsl_type: common::DslType::BoolExprV1 as i32,
             placeholder_group: placeholders.encode_to_vec(),
-            output_fields: vec![expr::METADATA.into()],
+            output_fields: vec![expr::METADATA.into(), TEXT.into()],
             search_params: vec![
                 kv("anns_field", VECTOR),
                 kv("topk", search.top_k.to_string()),
@@ -771,6 +844,7 @@ impl StoredCollection for MilvusCollection {
             _ => Vec::new(),
         };
         let metadata = json_column(&results.fields_data, expr::METADATA);
+        let texts = strings(&results.fields_data, TEXT);
         let hits = ids
             .into_iter()
             .zip(results.scores)
@@ -779,13 +853,31 @@ impl StoredCollection for MilvusCollection {
                 id,
                 score,
                 metadata: metadata.get(i).cloned().unwrap_or_default(),
+                text: texts.get(i).cloned().filter(|t| !t.is_empty()),
             })
             .collect();
         Ok(Found { hits, exact: false })
     }
 
-    async fn get(&self, ids: Vec<String>) -> Result<Vec<Item>, IndexError> {
-        self.items(&ids, true).await
+    async fn get(&self, ids: Vec<String>, with_vectors: bool) -> Result<Vec<Item>, IndexError> {
+        self.items(&ids, with_vectors).await
+    }
+
+    /// Milvus answers a query with a limit with the items of the lowest ids (which is how
+    /// its own iterators page); sorted here all the same, since it does not promise an order.
+    async fn page(
+        &self,
+        after: Option<String>,
+        filter: Metadata,
+        limit: usize,
+        with_vectors: bool,
+    ) -> Result<Vec<Item>, IndexError> {
+        let after = after.map(|id| format!("{} > {}", expr::ID, expr::literal(&id)));
+        let condition = expr::and(expr::metadata_filter(&filter), after)
+            .unwrap_or_else(|| format!("{} != \"\"", expr::ID));
+        let mut items = self.matching(condition, limit, with_vectors).await?;
+        items.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Ok(items)
     }
 
     async fn upsert(&self, items: Vec<Item>) -> Result<(usize, usize), IndexError> {
@@ -799,9 +891,11 @@ impl StoredCollection for MilvusCollection {
         let rows = items.len() as u32;
         let mut vectors = Vec::with_capacity(items.len() * self.manifest.dim);
         let mut metadata = Vec::with_capacity(items.len());
-        for item in &items {
+        let mut texts = Vec::with_capacity(items.len());
+        for item in items {
             vectors.extend_from_slice(&item.vector);
             metadata.push(serde_json::to_vec(&item.metadata).expect("metadata serialises"));
+            texts.push(item.text.unwrap_or_default());
         }
         let request = api::UpsertRequest {
             db_name: self.store.database.clone(),
@@ -829,6 +923,7 @@ impl StoredCollection for MilvusCollection {
                     })),
                     ..Default::default()
                 },
+                string_column(TEXT, texts),
             ],
             num_rows: rows,
             ..Default::default()
@@ -837,7 +932,7 @@ impl StoredCollection for MilvusCollection {
             .mutate(self.store.client.clone().upsert(request))
             .await
             .map_err(|e| self.failure(e))?;
-        Ok((items.len() - replaced, replaced))
+        Ok((rows as usize - replaced, replaced))
     }
 
     async fn delete(&self, ids: Vec<String>) -> Result<usize, IndexError> {
@@ -846,20 +941,33 @@ impl StoredCollection for MilvusCollection {
             .existing(&self.milvus, &ids)
             .await
             .map_err(|e| self.failure(e))?;
-        if held.is_empty() {
-            return Ok(0);
-        }
-        let request = api::DeleteRequest {
-            db_name: self.store.database.clone(),
-            collection_name: self.milvus.clone(),
-            expr: expr::ids_in(&held),
-            ..Default::default()
-        };
-        self.store
-            .mutate(self.store.client.clone().delete(request))
-            .await
-            .map_err(|e| self.failure(e))?;
+        self.delete_held(&held).await?;
         Ok(held.len())
+    }
+
+    /// Milvus removes by expression without saying how many: the matches are found, then
+    /// removed by id, a window at a time (each query sees the deletes before it).
+    async fn delete_matching(&self, filter: Metadata) -> Result<usize, IndexError> {
+        let condition = expr::metadata_filter(&filter).expect("a filter that is not empty");
+        let mut deleted = 0;
+        loop {
+            let fields = self
+                .store
+                .query(
+                    &self.milvus,
+                    condition.clone(),
+                    &[expr::ID],
+                    Some(MAX_WINDOW),
+                )
+                .await
+                .map_err(|e| self.failure(e))?;
+            let held = strings(&fields, expr::ID);
+            if held.is_empty() {
+                return Ok(deleted);
+            }
+            self.delete_held(&held).await?;
+            deleted += held.len();
+        }
     }
 }
 
@@ -914,6 +1022,7 @@ fn json_column(fields: &[FieldData], name: &str) -> Vec<Metadata> {
 fn rows(fields: &[FieldData], dim: usize) -> Vec<Item> {
     let ids = strings(fields, expr::ID);
     let metadata = json_column(fields, expr::METADATA);
+    let texts = strings(fields, TEXT);
     let vectors: Vec<f32> = fields
         .iter()
         .filter(|f| f.field_name == VECTOR)
@@ -930,6 +1039,7 @@ fn rows(fields: &[FieldData], dim: usize) -> Vec<Item> {
         .map(|(i, id)| Item {
             id,
             metadata: metadata.get(i).cloned().unwrap_or_default(),
+            text: texts.get(i).cloned().filter(|t| !t.is_empty()),
             vector: vectors
                 .get(i * dim..(i + 1) * dim)
                 .map(<[f32]>::to_vec)

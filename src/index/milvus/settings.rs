@@ -39,6 +39,9 @@ pub struct MilvusSettings {
     pub request_timeout_ms: u64,
     /// How often `token_file` is read again (0: only at start-up).
     pub reload_interval_ms: u64,
+    /// How often clipd asks whether Milvus answers, for the health of `clipd.v1.Collections`
+    /// (a failed call marks Milvus away at once; this notices it back, and away while idle).
+    pub health_interval_ms: u64,
     /// "session" (this replica's writes) or "strong" (every replica's).
     pub consistency: Consistency,
 }
@@ -54,6 +57,7 @@ impl Default for MilvusSettings {
             connect_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
             reload_interval_ms: 30_000,
+            health_interval_ms: 2_000,
             consistency: Consistency::Session,
         }
     }
@@ -66,6 +70,10 @@ impl MilvusSettings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn health_interval(&self) -> Duration {
+        Duration::from_millis(self.health_interval_ms)
     }
 
     /// What cannot work, if anything.
@@ -98,6 +106,9 @@ impl MilvusSettings {
         }
         if self.connect_timeout_ms == 0 || self.request_timeout_ms == 0 {
             return Some("timeouts must be at least 1 ms".into());
+        }
+        if self.health_interval_ms < 100 {
+            return Some("health_interval_ms must be at least 100".into());
         }
         None
     }
