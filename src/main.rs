@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use clipd::config::{locations_from_env, Overrides, Settings};
 use clipd::demo::train::TrainSettings;
+use clipd::index::{Backend, ModelIdentity};
 use clipd::model::{Checkpoint, DeviceSpec, Dtype, ModelOptions, ModelSource, ModelSpec};
 use clipd::preprocess::InputLimits;
 use clipd::server::RunningServer;
@@ -36,6 +37,12 @@ enum Command {
     Ingest(IngestArgs),
     /// Search a collection of a running server by text, image or item id, and print the hits.
     Search(SearchArgs),
+    /// Copy a collection from one collection store to the other (embedded <-> milvus), with
+    /// the stores of a server's settings file: vectors, metadata and texts as stored, nothing
+    /// embedded again. Resumable: an interrupted copy goes on after the last page it copied when
+    /// run again. Stop the server that serves the embedded store first (one process owns its
+    /// files); Milvus can be served meanwhile.
+    Copy(CopyArgs),
     /// Print the effective configuration (defaults, --config FILE, CLIPD__* variables and these
     /// flags, as `serve` would use them) as TOML, with API keys redacted; exits 1 naming the
     /// first invalid key.
@@ -177,6 +184,44 @@ struct SearchArgs {
     /// Print the hits as one JSON array instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct CopyArgs {
+    /// The server's settings file (TOML or YAML): its model, index.data_dir and index.milvus.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The model the collection was made with (model.source), if not the settings file's. It
+    /// is loaded to check that both stores' collection are its own, as a server would.
+    #[arg(long, value_name = "DIR_OR_HUB_ID")]
+    model: Option<PathBuf>,
+    /// Where the collection is: embedded or milvus.
+    #[arg(long, value_name = "STORE", value_parser = backend)]
+    from: Backend,
+    /// Where it goes: embedded or milvus.
+    #[arg(long, value_name = "STORE", value_parser = backend)]
+    to: Backend,
+    #[arg(long)]
+    collection: String,
+    /// The name in the target store (default: the same). Made with the source's HNSW settings
+    /// if it does not exist; items already there with other ids stay.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+    /// Items per page: each page is one read and one write.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    page_size: u32,
+    /// Where the copy keeps its progress between runs. Default: clipd-copy-COLLECTION.cursor in
+    /// the working directory.
+    #[arg(long, value_name = "FILE")]
+    cursor: Option<PathBuf>,
+}
+
+fn backend(text: &str) -> Result<Backend, String> {
+    match text {
+        "embedded" => Ok(Backend::Embedded),
+        "milvus" => Ok(Backend::Milvus),
+        other => Err(format!("{other:?}: embedded or milvus")),
+    }
 }
 
 #[derive(Args)]
@@ -486,6 +531,70 @@ fn search(args: &SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn copy(args: &CopyArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        model: args.model.clone(),
+        ..Default::default()
+    };
+    let settings = Settings::load(args.config.as_deref(), &overrides)?;
+    let spec = ModelSpec {
+        source: settings.model.source(),
+        locations: locations_from_env(),
+        options: settings.model.options(),
+        limits: settings.limits.inputs(),
+        threads: settings.model.threads,
+    };
+    let clip = spec.load()?;
+    let model = ModelIdentity {
+        name: clip.name.clone(),
+        dim: clip.dim(),
+        probe: clip.probe()?,
+    };
+    drop(clip);
+    let options = clipd::copy::CopyOptions {
+        from: args.from,
+        to: args.to,
+        collection: args.collection.clone(),
+        target: args.target.clone(),
+        page_size: args.page_size as usize,
+        cursor: args
+            .cursor
+            .clone()
+            .unwrap_or_else(|| format!("clipd-copy-{}.cursor", args.collection).into()),
+    };
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} items  {per_sec}  eta {eta}")
+            .expect("a valid template"),
+    );
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let copied = tokio::runtime::Runtime::new()?
+        .block_on(clipd::copy::copy(&settings, model, &options, progress))?;
+    bar.finish_and_clear();
+    if let Some(after) = &copied.resumed_after {
+        println!("resumed after id {after:?}");
+    }
+    let target = options.target.as_deref().unwrap_or(&options.collection);
+    println!(
+        "copied {} items of {:?} ({:?}) to {:?} ({:?}{}): {} in the source, {} in the target",
+        copied.copied,
+        options.collection,
+        options.from,
+        target,
+        options.to,
+        if copied.created { ", created" } else { "" },
+        copied.source_count,
+        copied.target_count
+    );
+    anyhow::ensure!(
+        copied.source_count == copied.target_count,
+        "the counts differ: the target held other items, or the source was written to meanwhile"
+    );
+    Ok(())
+}
+
 fn train_demo(args: &TrainDemoArgs) -> anyhow::Result<()> {
     if args.threads > 0 {
         tch::set_num_threads(args.threads);
@@ -526,6 +635,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed(args),
         Command::Ingest(args) => ingest(args),
         Command::Search(args) => search(args),
+        Command::Copy(args) => copy(args),
         Command::Config(args) => settings(args).map(|s| print!("{}", s.redacted_toml())),
         Command::TrainDemo(args) => train_demo(args),
     };

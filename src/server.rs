@@ -387,8 +387,8 @@ async fn load(
     Ok(())
 }
 
-/// The configured collection store, opened for the model the server runs.
-async fn open_store(
+/// The configured collection store, opened for the model the server runs (and for `copy`'s).
+pub async fn open_store(
     index: IndexSettings,
     identity: ModelIdentity,
     stopping: watch::Receiver<bool>,

@@ -891,6 +891,12 @@ macro_rules! on_every_store {
 
             #[tokio::test]
             #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus"]
+            async fn clipd_copy_moves_a_collection_to_milvus_and_back() {
+                super::clipd_copy_moves_a_collection_to_milvus_and_back().await
+            }
+
+            #[tokio::test]
+            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus"]
             async fn milvus_away_answers_unavailable_and_serving_recovers() {
                 super::milvus_away_answers_unavailable_and_serving_recovers().await
             }
@@ -1037,6 +1043,186 @@ async fn health(server: &TestServer, service: &str) -> i32 {
         .expect("health check")
         .into_inner()
         .status
+}
+
+/// `clipd copy` with a settings file naming both stores.
+fn clipd_copy(config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clipd"))
+        .args(["copy", "--config", config.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("run clipd copy");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Every item of a collection, by ListItems, with vectors.
+async fn every_item(c: &mut CollectionsClient<Channel>, name: &str) -> Vec<pb::Item> {
+    let mut items = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = c
+            .list_items(pb::ListItemsRequest {
+                collection: name.into(),
+                page_size: 9,
+                page_token,
+                with_vectors: true,
+                ..Default::default()
+            })
+            .await
+            .expect("list items")
+            .into_inner();
+        items.extend(page.items);
+        if page.next_page_token.is_empty() {
+            return items;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// An embedded collection copied to Milvus by `clipd copy` is served from there as it was
+/// (vectors, metadata, texts), and back; a cursor left by an interrupted copy resumes it; the
+/// same store twice, or another copy's cursor, is refused.
+async fn clipd_copy_moves_a_collection_to_milvus_and_back() {
+    let settings = on(Store::Milvus, "tiny-a");
+    let mut embedded = settings.clone();
+    embedded.index.backend = Backend::Embedded;
+    let config = crate::support::scratch_dir("copy");
+    let config_file = config.path().join("clipd.toml");
+    std::fs::write(&config_file, settings.redacted_toml()).unwrap();
+    let cursor = config.path().join("moving.cursor");
+    let cursor_arg = cursor.to_str().unwrap();
+
+    let source = TestServer::start(embedded.clone()).await;
+    let mut c = collections(&source).await;
+    let dim = source.server.engine().unwrap().description().dim as usize;
+    create(&mut c, "moving").await;
+    let mut items = tagged(dim, 25, "m", ("half", 2, "even", "odd"));
+    items.push(text_item(
+        "caption",
+        "a photo of a red circle",
+        &[("half", "text")],
+    ));
+    upsert(&mut c, "moving", items).await;
+    let before = every_item(&mut c, "moving").await;
+    source.server.shutdown().await.unwrap();
+
+    let there = [
+        "--from",
+        "embedded",
+        "--to",
+        "milvus",
+        "--collection",
+        "moving",
+    ];
+    let (ok, out) = clipd_copy(
+        &config_file,
+        &[&there[..], &["--page-size", "7", "--cursor", cursor_arg]].concat(),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("copied 26 items"), "{out}");
+    assert!(!cursor.exists(), "the cursor goes once the copy is done");
+
+    let milvus = TestServer::start(settings.clone()).await;
+    let mut m = collections(&milvus).await;
+    assert_eq!(every_item(&mut m, "moving").await, before);
+    let mut clip = milvus.client.clone();
+    let found = clip
+        .search(search(
+            "moving",
+            Query::Text("a photo of a red circle".into()),
+            1,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (found.hits[0].id.as_str(), found.hits[0].text.as_str()),
+        ("caption", "a photo of a red circle")
+    );
+
+    // As left by a copy interrupted after "m19": the rest is copied, the counts agree.
+    let interrupted = serde_json::json!({
+        "from": "embedded", "to": "milvus", "collection": "moving", "target": "moving",
+        "after": "m19",
+    });
+    std::fs::write(&cursor, interrupted.to_string()).unwrap();
+    let (ok, out) = clipd_copy(
+        &config_file,
+        &[&there[..], &["--cursor", cursor_arg]].concat(),
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("resumed after id \"m19\""), "{out}");
+    // m20..m24: the ids after "m19" in bytewise order ("caption" sorts before it).
+    assert!(out.contains("copied 5 items"), "{out}");
+
+    std::fs::write(&cursor, interrupted.to_string()).unwrap();
+    let (ok, out) = clipd_copy(
+        &config_file,
+        &[
+            "--from",
+            "milvus",
+            "--to",
+            "embedded",
+            "--collection",
+            "moving",
+            "--cursor",
+            cursor_arg,
+        ],
+    );
+    assert!(
+        !ok && out.contains("remove it"),
+        "another copy's cursor: {out}"
+    );
+    std::fs::remove_file(&cursor).unwrap();
+    let (ok, out) = clipd_copy(
+        &config_file,
+        &[
+            "--from",
+            "milvus",
+            "--to",
+            "milvus",
+            "--collection",
+            "moving",
+            "--cursor",
+            cursor_arg,
+        ],
+    );
+    assert!(!ok && out.contains("two different stores"), "{out}");
+    drop(milvus);
+
+    let (ok, out) = clipd_copy(
+        &config_file,
+        &[
+            "--from",
+            "milvus",
+            "--to",
+            "embedded",
+            "--collection",
+            "moving",
+            "--target",
+            "returned",
+            "--cursor",
+            cursor_arg,
+        ],
+    );
+    assert!(ok, "{out}");
+    let back = TestServer::start(embedded).await;
+    let mut c = collections(&back).await;
+    let returned = every_item(&mut c, "returned").await;
+    assert_eq!(returned.len(), before.len());
+    for (a, b) in returned.iter().zip(&before) {
+        assert_eq!((&a.id, &a.metadata), (&b.id, &b.metadata));
+        let (Some(Content::Vector(x)), Some(Content::Vector(y))) = (&a.content, &b.content) else {
+            panic!("no vectors: {a:?}");
+        };
+        let cosine: f32 = x.values.iter().zip(&y.values).map(|(p, q)| p * q).sum();
+        assert!(cosine > 0.99999, "{} moved: {cosine}", a.id);
+    }
 }
 
 /// Starts Milvus again when dropped, also when the test fails while Milvus is down (the tests
