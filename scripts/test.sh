@@ -24,11 +24,13 @@ fi
 cargo test --release --lib --bins --tests "$@"
 # The collection-store suite again on Milvus: a real Milvus 2.3.5 started beside it, both in a
 # network namespace of their own (scripts/with-milvus.sh). One test at a time: one of them kills
-# and restarts that Milvus.
+# and restarts that Milvus. Then the token tests, beside a Milvus with authorization.
 if [ "$#" -eq 0 ]; then
     bash scripts/setup-milvus.sh
     bash scripts/with-milvus.sh cargo test --release --offline --test grpc -- --ignored \
-        stores::milvus --test-threads=1
+        stores::milvus:: --test-threads=1
+    MILVUS_AUTH=1 bash scripts/with-milvus.sh cargo test --release --offline --test grpc -- \
+        --ignored stores::milvus_auth --test-threads=1
 fi
 bash scripts/test-chart.sh
 bash scripts/test-clients.sh

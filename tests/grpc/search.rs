@@ -740,9 +740,15 @@ async fn bad_collection_and_search_requests_are_refused_clearly() {
         ),
         (
             (0..300)
+                .map(|i| item(&i.to_string(), Content::Text("a cat".into()), &[]))
+                .collect(),
+            "300 texts and images to embed; the limit is 256",
+        ),
+        (
+            (0..5000)
                 .map(|i| item(&i.to_string(), vector(ok.clone()), &[]))
                 .collect(),
-            "300 items; the limit is 256",
+            "5000 items; the limit is 4096",
         ),
     ];
     for (items, words) in bad_items {
@@ -756,7 +762,7 @@ async fn bad_collection_and_search_requests_are_refused_clearly() {
         (vec![], "no ids"),
         (vec!["a".into(), "".into()], "id 1: the id is empty"),
         (vec!["x".repeat(1025)], "id 0: the id is 1025 bytes"),
-        ((0..2000).map(|i| i.to_string()).collect(), "2000 ids"),
+        ((0..5000).map(|i| i.to_string()).collect(), "5000 ids"),
     ];
     for (ids, words) in bad_ids {
         let delete = pb::DeleteRequest {

@@ -1,7 +1,8 @@
 //! What Collections and Search do on every collection store, run against each: the embedded
 //! store always, Milvus when the test runs beside one (`scripts/test.sh` runs
-//! `scripts/with-milvus.sh cargo test --release --test grpc -- --ignored stores::milvus`; outside
-//! it the Milvus variants are ignored, listed as such, and fail if asked to run without one).
+//! `scripts/with-milvus.sh cargo test --release --test grpc -- --ignored stores::milvus::`, and
+//! `stores::milvus_auth` beside a Milvus with authorization, `MILVUS_AUTH=1`; outside it the
+//! Milvus variants are ignored, listed as such, and fail if asked to run without one).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -877,26 +878,32 @@ macro_rules! on_every_store {
         mod milvus {
             $(
                 #[tokio::test]
-                #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus"]
+                #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus::"]
                 async fn $name() {
                     super::$name(super::Store::Milvus).await
                 }
             )*
 
             #[tokio::test]
-            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus"]
+            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus::"]
             async fn replicas_on_one_milvus_read_each_others_writes() {
                 super::replicas_on_one_milvus_read_each_others_writes().await
             }
 
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus::"]
+            async fn a_replica_killed_mid_stream_loses_no_acknowledged_write() {
+                super::a_replica_killed_mid_stream_loses_no_acknowledged_write().await
+            }
+
             #[tokio::test]
-            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus"]
+            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus::"]
             async fn clipd_copy_moves_a_collection_to_milvus_and_back() {
                 super::clipd_copy_moves_a_collection_to_milvus_and_back().await
             }
 
             #[tokio::test]
-            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus"]
+            #[ignore = "needs Milvus: scripts/with-milvus.sh cargo test --test grpc -- --ignored stores::milvus::"]
             async fn milvus_away_answers_unavailable_and_serving_recovers() {
                 super::milvus_away_answers_unavailable_and_serving_recovers().await
             }
@@ -916,6 +923,101 @@ on_every_store!(
     deletes_by_filter_remove_every_match,
     vector_writes_are_not_held_to_the_models_batch_limit,
 );
+
+/// A Milvus with authorization (`MILVUS_AUTH=1 scripts/with-milvus.sh`, as scripts/test.sh runs
+/// it): its token (`MILVUS_TOKEN`) is accepted, a wrong one or none is refused at start-up with a
+/// message that says so, and a token rotated in its file takes effect while the server runs.
+mod milvus_auth {
+    use super::*;
+
+    /// Settings whose `token_file` holds `token`, re-read every 100 ms.
+    fn with_token(token: &str, dir: &std::path::Path) -> (TestSettings, std::path::PathBuf) {
+        let file = dir.join("milvus-token");
+        std::fs::write(&file, token).unwrap();
+        let mut s = on(Store::Milvus, "tiny-a");
+        s.index.milvus.token_file = Some(file.clone());
+        s.index.milvus.reload_interval_ms = 100;
+        (s, file)
+    }
+
+    fn token() -> String {
+        std::env::var("MILVUS_TOKEN")
+            .expect("MILVUS_TOKEN: run under MILVUS_AUTH=1 scripts/with-milvus.sh")
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a Milvus with authorization: MILVUS_AUTH=1 scripts/with-milvus.sh"]
+    async fn the_token_is_accepted_and_a_rotated_one_takes_effect() {
+        let dir = crate::support::scratch_dir("auth");
+        let (settings, file) = with_token(&token(), dir.path());
+        let server = TestServer::start(settings).await;
+        let mut c = collections(&server).await;
+        let dim = server.server.engine().unwrap().description().dim as usize;
+        create(&mut c, "guarded").await;
+        upsert(&mut c, "guarded", vec![vector_item("g", axis(dim, 1), &[])]).await;
+        std::fs::write(&file, "root:not-the-password").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let refusal = loop {
+            match c
+                .get_collection(pb::GetCollectionRequest {
+                    name: "guarded".into(),
+                })
+                .await
+            {
+                Err(status) => break status,
+                Ok(_) => {
+                    assert!(Instant::now() < deadline, "the wrong token was never used");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(refusal.code(), Code::Unavailable, "{refusal:?}");
+        assert!(refusal.message().contains("token"), "{refusal:?}");
+        std::fs::write(&file, token()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c
+            .get_collection(pb::GetCollectionRequest {
+                name: "guarded".into(),
+            })
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the right token was never used again"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(info(&mut c, "guarded").await.count, 1);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs a Milvus with authorization: MILVUS_AUTH=1 scripts/with-milvus.sh"]
+    async fn a_wrong_token_or_none_is_refused_at_start_up() {
+        let dir = crate::support::scratch_dir("auth");
+        let (wrong, _) = with_token("root:not-the-password", dir.path());
+        let none = on(Store::Milvus, "tiny-a");
+        for settings in [wrong, none] {
+            let mut server = clipd::server::RunningServer::start(
+                settings.settings(),
+                clipd::config::locations_from_env(),
+            )
+            .await
+            .expect("the port is bound before loading");
+            let failure = server
+                .ready()
+                .await
+                .err()
+                .expect("refused at start-up")
+                .to_string();
+            assert!(
+                failure.contains("Milvus refused clipd's token"),
+                "{failure}"
+            );
+            server.shutdown().await.unwrap();
+        }
+    }
+}
 
 /// Two clipd servers on one Milvus, with strong reads: what one acknowledges, the other serves.
 async fn replicas_on_one_milvus_read_each_others_writes() {
@@ -1043,6 +1145,94 @@ async fn health(server: &TestServer, service: &str) -> i32 {
         .expect("health check")
         .into_inner()
         .status
+}
+
+/// A `clipd serve` replica on Milvus gets SIGKILL while four clients stream upserts to it:
+/// another replica (strong reads) then serves every write the killed one acknowledged, with
+/// its vector.
+async fn a_replica_killed_mid_stream_loses_no_acknowledged_write() {
+    let mut reader = on(Store::Milvus, "tiny-a");
+    reader.index.milvus.consistency = Consistency::Strong;
+    let milvus = &reader.index.milvus;
+    let (mut child, addr) = crate::support::spawn_serve(
+        crate::support::serve_command()
+            .arg("--model")
+            .arg(crate::common::model_dir("tiny-a"))
+            .env("CLIPD__INDEX__BACKEND", "milvus")
+            .env("CLIPD__INDEX__MILVUS__URL", &milvus.url)
+            .env(
+                "CLIPD__INDEX__MILVUS__COLLECTION_PREFIX",
+                &milvus.collection_prefix,
+            )
+            .env("CLIPD__BATCHING__MAX_DELAY_MS", "1"),
+    );
+    let channel = crate::support::connect(&addr).await;
+    let mut c = CollectionsClient::new(channel);
+    let dim = create(&mut c, "crash").await.dim as usize;
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<pb::Item>::new()));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (mut c, acked) = (c.clone(), acked.clone());
+            tokio::spawn(async move {
+                for batch in 0.. {
+                    let items: Vec<pb::Item> = (0..8)
+                        .map(|i| {
+                            let id = format!("w{w}-b{batch}-{i}");
+                            vector_item(&id, axis(dim, w * 8 + i + batch), &[("w", "x")])
+                        })
+                        .collect();
+                    let request = pb::UpsertRequest {
+                        collection: "crash".into(),
+                        items: items.clone(),
+                    };
+                    if c.upsert(request).await.is_err() {
+                        return;
+                    }
+                    acked.lock().unwrap().extend(items);
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < 800 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+
+    let other = TestServer::start(reader).await;
+    let mut c = collections(&other).await;
+    let count = info(&mut c, "crash").await.count as usize;
+    assert!(
+        (acked.len()..=acked.len() + 4 * 8).contains(&count),
+        "{count} items, {} acknowledged (at most one unacknowledged batch per writer more)",
+        acked.len()
+    );
+    for chunk in acked.chunks(500) {
+        let got = c
+            .get_items(pb::GetItemsRequest {
+                collection: "crash".into(),
+                ids: chunk.iter().map(|i| i.id.clone()).collect(),
+                with_vectors: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(got.len(), chunk.len(), "acknowledged items are missing");
+        for (got, sent) in got.iter().zip(chunk) {
+            let (Some(Content::Vector(a)), Some(Content::Vector(b))) =
+                (&got.content, &sent.content)
+            else {
+                panic!("no vector: {got:?}");
+            };
+            let cosine: f32 = a.values.iter().zip(&b.values).map(|(p, q)| p * q).sum();
+            assert!(cosine > 0.9999, "{}: {cosine}", got.id);
+        }
+    }
 }
 
 /// `clipd copy` with a settings file naming both stores.
