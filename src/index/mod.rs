@@ -31,6 +31,9 @@ use crate::ann::{dot, HnswSettings};
 pub const MAX_ID_BYTES: usize = 1024;
 pub const MAX_METADATA_PAIRS: usize = 64;
 pub const MAX_METADATA_BYTES: usize = 1024;
+/// All of an item's metadata, as JSON: what Milvus keeps in a JSON field, so that the same
+/// items fit every store.
+pub const MAX_METADATA_JSON_BYTES: usize = 65_536;
 
 /// A new collection's name, checked as every store checks it.
 pub fn check_name(name: &str) -> Result<(), IndexError> {
@@ -81,7 +84,7 @@ pub fn metadata_problem(metadata: &Metadata) -> Option<String> {
             metadata.len()
         ));
     }
-    metadata.iter().find_map(|(k, v)| {
+    let pair = metadata.iter().find_map(|(k, v)| {
         if k.is_empty() {
             Some("a metadata key is empty".into())
         } else if k.len() > MAX_METADATA_BYTES || v.len() > MAX_METADATA_BYTES {
@@ -92,7 +95,15 @@ pub fn metadata_problem(metadata: &Metadata) -> Option<String> {
         } else {
             None
         }
-    })
+    });
+    if pair.is_some() {
+        return pair;
+    }
+    let json = serde_json::to_vec(metadata)
+        .expect("metadata serialises")
+        .len();
+    (json > MAX_METADATA_JSON_BYTES)
+        .then(|| format!("the metadata is {json} bytes as JSON; at most {MAX_METADATA_JSON_BYTES}"))
 }
 
 /// The vector scaled to unit length, or why it cannot be.

@@ -470,6 +470,20 @@ async fn bad_requests_are_refused_the_same_way(store: Store) {
         })
         .await;
     refused(twice, Code::InvalidArgument, "the same id");
+    // 64 pairs of 1 KiB: each within its limit, 130 KiB in all, more than every store keeps.
+    let keys: Vec<String> = (0..64).map(|i| format!("key{i:02}")).collect();
+    let value = "v".repeat(1024);
+    let heavy: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), value.as_str())).collect();
+    let bulky = c
+        .upsert(pb::UpsertRequest {
+            collection: "strict".into(),
+            items: vec![
+                vector_item("a", axis(dim, 0), &[]),
+                vector_item("b", axis(dim, 1), &heavy),
+            ],
+        })
+        .await;
+    refused(bulky, Code::InvalidArgument, "item 1: the metadata is");
     let unknown = c
         .upsert(pb::UpsertRequest {
             collection: "nope".into(),

@@ -32,6 +32,9 @@ pub enum Failure {
     /// The collection is not in Milvus' memory (after Milvus restarted): load it and retry.
     #[error("the collection is not loaded in Milvus")]
     NotLoaded,
+    /// Milvus refused what it was asked as invalid (a limit of its own): the request's to fix.
+    #[error("Milvus refused the request: {0}")]
+    Refused(String),
     /// Milvus answered with an error.
     #[error("Milvus failed: {0}")]
     Failed(String),
@@ -124,13 +127,14 @@ pub fn check(status: Option<common::Status>) -> Result<(), Failure> {
     let legacy = common::ErrorCode::try_from(status.error_code).ok();
     // Milvus 2.3's codes: 1 and 2 service not ready or unavailable (while it starts or
     // recovers, as `retriable` says too), 100 collection not found, 101 collection not loaded;
-    // 1800-1899 authentication and access.
+    // 1100-1199 invalid parameters; 1800-1899 authentication and access.
     if status.retriable || matches!(status.code, 1 | 2) {
         return Err(Failure::Unavailable(status.reason));
     }
     Err(match (legacy, status.code) {
         (Some(common::ErrorCode::CollectionNotExists), _) | (_, 100) => Failure::NoCollection,
         (_, 101) => Failure::NotLoaded,
+        (_, 1100..=1199) => Failure::Refused(status.reason),
         (Some(common::ErrorCode::PermissionDenied), _) | (_, 1800..=1899) => {
             Failure::Unauthorized(status.reason)
         }

@@ -84,6 +84,9 @@ fn failure(name: &str, failure: Failure) -> IndexError {
     match failure {
         Failure::NoCollection => IndexError::UnknownCollection(name.to_owned()),
         Failure::Unavailable(reason) => IndexError::Unavailable(reason),
+        Failure::Refused(reason) => {
+            IndexError::InvalidRequest(format!("Milvus refused it: {reason}"))
+        }
         // A revoked or rotated-away token: the operator's to fix, and retrying helps once done.
         Failure::Unauthorized(reason) => {
             tracing::error!(collection = name, %reason, "Milvus refused clipd's token");
