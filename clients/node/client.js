@@ -149,8 +149,11 @@ class Client {
 
   // Collections: writes.
 
-  async createCollection(name, { m = 0, efConstruction = 0, efSearch = 0 } = {}) {
-    const response = await this.call(this.collections, 'createCollection', { name, m, efConstruction, efSearch });
+  // With ifNotExists, a collection already there is described instead of refused.
+  async createCollection(name, { m = 0, efConstruction = 0, efSearch = 0, ifNotExists = false } = {}) {
+    const response = await this.call(this.collections, 'createCollection', {
+      name, m, efConstruction, efSearch, ifNotExists,
+    });
     return response.collection;
   }
 

@@ -2,7 +2,7 @@
 // clipd from Node.js: node example.js [IMAGE_FILE]
 // (server: $CLIPD_ADDR, default localhost:50051; API key, if the server wants one: $CLIPD_API_KEY).
 const fs = require('node:fs');
-const { connect, status } = require('./client');
+const { connect } = require('./client');
 const { squarePng, RED } = require('./tiny-png');
 
 async function main() {
@@ -12,9 +12,7 @@ async function main() {
     const [vector] = await clip.embedImages([image]);
     const [result] = await clip.classify([image], { labels: ['red square', 'blue circle', 'green star'], topK: 2 });
     console.log('classified:', result.scores.map((s) => [s.label, +s.probability.toFixed(3)]));
-    await clip.createCollection('example').catch((err) => {
-      if (err.code !== status.ALREADY_EXISTS) throw err;
-    });
+    await clip.createCollection('example', { ifNotExists: true });
     await clip.upsert('example', [
       { id: 'picture', image, metadata: { kind: 'image' } },
       { id: 'caption', text: 'a blue circle', metadata: { kind: 'text' } },

@@ -40,6 +40,8 @@ async function newCollection() {
   const created = await clip.createCollection(name);
   collections.push(name);
   assert.deepEqual([created.name, created.dim, created.count], [name, info.dim, 0]);
+  const again = await clip.createCollection(name, { m: 8, ifNotExists: true });
+  assert.deepEqual([again.name, again.m], [name, created.m]);
   return name;
 }
 

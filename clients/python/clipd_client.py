@@ -164,9 +164,11 @@ class Client:
     # Collections: writes.
 
     def create_collection(self, name: str, m: int = 0, ef_construction: int = 0,
-                          ef_search: int = 0) -> pb.CollectionInfo:
+                          ef_search: int = 0, if_not_exists: bool = False) -> pb.CollectionInfo:
+        """With if_not_exists, a collection already there is described instead of refused."""
         request = pb.CreateCollectionRequest(
-            name=name, m=m, ef_construction=ef_construction, ef_search=ef_search
+            name=name, m=m, ef_construction=ef_construction, ef_search=ef_search,
+            if_not_exists=if_not_exists,
         )
         return self._call(self._collections.CreateCollection, request).collection
 

@@ -3,7 +3,6 @@
 import os
 import sys
 
-import grpc
 
 import clipd_client
 from tiny_png import RED, square_png
@@ -14,11 +13,7 @@ with clipd_client.connect(address, api_key=os.environ.get("CLIPD_API_KEY")) as c
     [vector] = clip.embed_images([image])
     [result] = clip.classify([image], labels=["red square", "blue circle", "green star"], top_k=2)
     print("classified:", [(s.label, round(s.probability, 3)) for s in result.scores])
-    try:
-        clip.create_collection("example")
-    except clipd_client.ClipdError as err:
-        if err.code != grpc.StatusCode.ALREADY_EXISTS:
-            raise
+    clip.create_collection("example", if_not_exists=True)
     clip.upsert("example", [
         {"id": "picture", "image": image, "metadata": {"kind": "image"}},
         {"id": "caption", "text": "a blue circle", "metadata": {"kind": "text"}},

@@ -49,6 +49,8 @@ class ClientTest(unittest.TestCase):
         info = self.clip.create_collection(name)
         self.addCleanup(self.clip.drop_collection, name)
         self.assertEqual((info.name, info.dim, info.count), (name, self.info.dim, 0))
+        again = self.clip.create_collection(name, m=8, if_not_exists=True)
+        self.assertEqual((again.name, again.m), (name, info.m))
         return name
 
     def test_model_info(self):
