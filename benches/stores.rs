@@ -4,24 +4,29 @@
 //!
 //! cargo bench --bench stores -- [--count 100000] [--queries 200] [--dim 512] [--k 10]
 //!     [--ef-search 16,32,64,128,256] [--concurrency 1,8] [--batch 1000] [--seconds 3]
-//!     [--shards 16] [--shard 3] [--settle-seconds 300] [--threads 2] [--seed 1]
+//!     [--shards 16] [--shard 3] [--settle-seconds 300] [--settle-passes 3] [--milvus-flush]
+//!     [--threads 2] [--seed 1]
 //!
-//! Makes --count clustered unit vectors (as benches/index.rs does) with the metadata
-//! `shard` = id % --shards, and --queries queries from --seed, and finds each query's exact --k
-//! nearest by brute force, over all items and over the items of shard --shard. Writes a
+//! Makes --count clustered unit vectors (benches/index.rs's generator) with the metadata
+//! `shard` = number % --shards, and --queries queries, from --seed, and finds each query's exact
+//! --k nearest by brute force, over all items and over the items of shard --shard. Writes a
 //! random-weight checkpoint of the demo model's shape with --dim-dimensional embeddings into
-//! target/bench/stores/ (the vectors are sent as vectors: the model only sets the collections'
-//! dimension). Then for each store (embedded; Milvus when MILVUS_URL is set, else skipped) it
-//! starts a real clipd server in this process on 127.0.0.1 and, through the generated clients:
-//! creates a collection (the default m 24, ef_construction 200, ef_search 128); upserts the
-//! items in --batch-item Upserts from one client (items/s); searches the queries at the
-//! collection's ef_search until the recall stops changing (Milvus seals and indexes segments in
-//! the background; the wait is reported, with what Milvus says of its segments); then at each
-//! --ef-search measures recall@k on one pass and the searches/s of each --concurrency of clients
-//! searching back to back for --seconds, and the same with the filter shard = --shard against
-//! the exact filtered neighbours. On Milvus a second server is then started on the same
-//! collections (same collection_prefix) and the clients are spread over both: searches/s against
-//! one server. One table compares the stores, also written to target/bench/stores.txt.
+//! target/bench/stores/: the servers load it, so that their collections have that dimension (no
+//! bundled or fixture model has 512), and the items and queries are sent as vectors.
+//!
+//! For each store (embedded; Milvus when MILVUS_URL is set, else skipped) it starts a real clipd
+//! server in this process on 127.0.0.1 and, through the generated clients: creates a collection
+//! (the defaults: m 24, ef_construction 200, ef_search 128); upserts the items, --batch per
+//! Upsert, from one client (items/s); searches the queries at the collection's ef_search, once a
+//! second, until --settle-passes passes in a row agree on the recall and Milvus serves every row
+//! it has indexed through that index (Milvus seals, indexes and loads segments in the
+//! background: the wait is reported, with where Milvus serves the rows from; --milvus-flush has
+//! it seal them all first, which clipd never does); then at each --ef-search measures recall@k
+//! on one pass and the searches/s and latency of each --concurrency of clients searching back to
+//! back for --seconds, and the same with the filter shard = --shard against the exact filtered
+//! neighbours. On Milvus a second server is then started on the same collections (the same
+//! collection_prefix) and the clients spread over both, against all on the first. One table
+//! compares the stores (milvus/embedded ratios); it is also written to target/bench/stores.txt.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -30,7 +35,7 @@ use std::time::{Duration, Instant};
 
 mod quantile;
 
-use anyhow::{ensure, Context};
+use anyhow::{bail, ensure, Context};
 use clap::Parser;
 use clipd::ann::{dot, HnswSettings};
 use clipd::config::Settings;
@@ -51,8 +56,7 @@ const TOKENIZER: &str = "models/demo/tokenizer.json";
 const COLLECTION: &str = "bench";
 /// Mean points per cluster: ~1,000 clusters at the default count.
 const CLUSTER_SIZE: usize = 100;
-/// Consecutive settling passes whose recall must agree (within `SETTLED_WITHIN`).
-const SETTLED_PASSES: usize = 3;
+/// How far apart the recall of the settling passes that count as agreeing may be.
 const SETTLED_WITHIN: f64 = 0.002;
 
 /// The collection stores side by side through clipd's gRPC API.
@@ -93,6 +97,15 @@ struct Args {
     /// Longest wait, after the last upsert, for the recall to stop changing, in seconds.
     #[arg(long, default_value_t = 300.0)]
     settle_seconds: f64,
+    /// Passes in a row (one a second) whose recall must agree, within 0.002, for the store to
+    /// count as settled.
+    #[arg(long, default_value_t = 3)]
+    settle_passes: usize,
+    /// After the upserts, have Milvus seal and flush the collection's segments (clipd never
+    /// does: Milvus seals a segment itself once it is full, or idle for 10 minutes), and wait
+    /// until sealed segments with their HNSW index serve every row.
+    #[arg(long)]
+    milvus_flush: bool,
     /// Threads for the exact search.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -111,6 +124,7 @@ fn parse_args() -> anyhow::Result<Args> {
         "--count, --queries, --dim and --threads must be positive"
     );
     ensure!(args.seconds > 0.0, "--seconds must be positive");
+    ensure!(args.settle_passes > 0, "--settle-passes must be positive");
     ensure!(
         args.shards > 0 && args.shard < args.shards,
         "--shard must be below --shards"
@@ -326,7 +340,12 @@ fn write_model(dir: &Path, dim: usize, seed: u64) -> anyhow::Result<()> {
 #[derive(Clone)]
 enum Store {
     Embedded,
-    Milvus { url: String, prefix: String },
+    /// `token`: `user:password` for a Milvus with authorization (with-milvus.sh's MILVUS_TOKEN).
+    Milvus {
+        url: String,
+        prefix: String,
+        token: Option<String>,
+    },
 }
 
 impl Store {
@@ -359,10 +378,15 @@ impl Server {
         // Snapshots only at shutdown: one every 5 minutes would land in the middle of a
         // measurement.
         settings.index.snapshot_interval_s = 0;
-        if let Store::Milvus { url, prefix } = store {
+        if let Store::Milvus { url, prefix, token } = store {
             settings.index.backend = Backend::Milvus;
             settings.index.milvus.url = url.clone();
             settings.index.milvus.collection_prefix = prefix.clone();
+            if let Some(token) = token {
+                let file = data_dir.path().join("milvus-token");
+                std::fs::write(&file, token)?;
+                settings.index.milvus.token_file = Some(file);
+            }
             // The machine may be busy: a slow call should not end the run.
             settings.index.milvus.request_timeout_ms = 60_000;
         }
@@ -390,78 +414,129 @@ impl Server {
 struct MilvusProbe {
     client: MilvusServiceClient<Channel>,
     collection: String,
+    /// The `authorization` header Milvus' clients send: base64 of the token.
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
-/// Where Milvus has the collection's rows: served from growing segments (searched by brute force
-/// or Milvus' interim index) or from sealed ones, and how many rows its HNSW index covers.
+/// Where Milvus has the collection's rows: in sealed segments that its query node serves (each
+/// searched through its own HNSW index once built), the rest in growing segments (searched
+/// through Milvus' interim index, or by brute force, whatever the ef), and how many rows its
+/// HNSW index covers.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Segments {
-    growing: (usize, i64),
+    /// Sealed segments loaded for searching, and their rows.
     sealed: (usize, i64),
+    /// Sealed segments among them that Milvus serves through an index, and their rows.
+    sealed_indexed: (usize, i64),
     indexed_rows: i64,
     pending_rows: i64,
 }
 
-impl std::fmt::Display for Segments {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} rows in {} growing segment(s), {} in {} sealed; HNSW index over {} rows, {} pending",
-            self.growing.1,
-            self.growing.0,
+impl Segments {
+    fn describe(&self, count: usize) -> String {
+        format!(
+            "{} rows served from {} sealed segment(s) ({} of them with their index), {} from \
+             growing ones; index built over {} rows, {} pending",
             self.sealed.1,
             self.sealed.0,
+            self.sealed_indexed.0,
+            count as i64 - self.sealed.1,
             self.indexed_rows,
             self.pending_rows
         )
     }
 }
 
+/// Milvus' answer as an error when it is one.
+fn milvus_ok(status: Option<milvus_pb::common::Status>, call: &str) -> anyhow::Result<()> {
+    match status {
+        // `error_code` is deprecated, but Milvus 2.3 still sets only it in some answers.
+        #[allow(deprecated)]
+        Some(s) if s.code != 0 || s.error_code != 0 => {
+            bail!("Milvus' {call} failed: {} (code {})", s.reason, s.code)
+        }
+        _ => Ok(()),
+    }
+}
+
 impl MilvusProbe {
-    async fn connect(url: &str, collection: String) -> anyhow::Result<Self> {
+    async fn connect(url: &str, token: Option<&str>, collection: String) -> anyhow::Result<Self> {
+        use base64::Engine;
         let channel = Channel::from_shared(url.to_owned())?.connect().await?;
+        let authorization = token
+            .map(|t| base64::engine::general_purpose::STANDARD.encode(t).parse())
+            .transpose()?;
         Ok(Self {
             client: MilvusServiceClient::new(channel),
             collection,
+            authorization,
         })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
     }
 
     async fn version(&mut self) -> anyhow::Result<String> {
         let answer = self
             .client
-            .get_version(milvus_pb::milvus::GetVersionRequest {})
+            .get_version(self.request(milvus_pb::milvus::GetVersionRequest {}))
             .await?
             .into_inner();
         Ok(answer.version)
     }
 
+    /// Seals the collection's growing segments and flushes them (what Milvus' own clients call
+    /// `flush`); returns once Milvus has accepted it, before they are indexed and loaded.
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        let answer = self
+            .client
+            .flush(self.request(milvus_pb::milvus::FlushRequest {
+                collection_names: vec![self.collection.clone()],
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        milvus_ok(answer.status, "Flush")
+    }
+
     async fn segments(&mut self) -> anyhow::Result<Segments> {
         let info = self
             .client
-            .get_query_segment_info(milvus_pb::milvus::GetQuerySegmentInfoRequest {
+            .get_query_segment_info(self.request(milvus_pb::milvus::GetQuerySegmentInfoRequest {
                 collection_name: self.collection.clone(),
                 ..Default::default()
-            })
+            }))
             .await?
             .into_inner();
+        milvus_ok(info.status, "GetQuerySegmentInfo")?;
         let mut segments = Segments::default();
         for s in &info.infos {
-            let side = if s.state == milvus_pb::common::SegmentState::Growing as i32 {
-                &mut segments.growing
-            } else {
-                &mut segments.sealed
-            };
-            side.0 += 1;
-            side.1 += s.num_rows;
+            if s.state == milvus_pb::common::SegmentState::Growing as i32 {
+                continue;
+            }
+            segments.sealed.0 += 1;
+            segments.sealed.1 += s.num_rows;
+            if s.index_id != 0 {
+                segments.sealed_indexed.0 += 1;
+                segments.sealed_indexed.1 += s.num_rows;
+            }
         }
         let index = self
             .client
-            .describe_index(milvus_pb::milvus::DescribeIndexRequest {
+            .describe_index(self.request(milvus_pb::milvus::DescribeIndexRequest {
                 collection_name: self.collection.clone(),
                 ..Default::default()
-            })
+            }))
             .await?
             .into_inner();
+        milvus_ok(index.status, "DescribeIndex")?;
         if let Some(d) = index.index_descriptions.first() {
             segments.indexed_rows = d.indexed_rows;
             segments.pending_rows = d.pending_index_rows;
@@ -470,11 +545,13 @@ impl MilvusProbe {
     }
 }
 
+/// A search for `query`'s `k` nearest at `ef` (none: the collection's ef_search), among the
+/// items of `shard` if one is named.
 fn search_request(
     query: &[f32],
     k: usize,
     ef: Option<usize>,
-    filter: Option<(usize, usize)>,
+    shard: Option<usize>,
 ) -> pb::SearchRequest {
     pb::SearchRequest {
         collection: COLLECTION.into(),
@@ -483,8 +560,8 @@ fn search_request(
         })),
         top_k: k as u32,
         ef_search: ef.unwrap_or(0) as u32,
-        filter: filter
-            .map(|(_, shard)| [("shard".to_string(), shard.to_string())].into())
+        filter: shard
+            .map(|shard| [("shard".to_string(), shard.to_string())].into())
             .unwrap_or_default(),
         ..Default::default()
     }
@@ -527,8 +604,7 @@ async fn pass(
     Ok((found, exact))
 }
 
-/// Searches/s and latency of `concurrency` clients spread over `clients`, each searching the
-/// requests back to back (from its own offset) for `seconds`.
+/// Searches/s and latency under load.
 struct Load {
     per_s: f64,
     p50_ms: f64,
@@ -537,6 +613,8 @@ struct Load {
     first_error: Option<String>,
 }
 
+/// `concurrency` clients spread over `clients`, each searching the requests back to back (from
+/// its own offset) for `seconds`.
 async fn load(
     clients: &[ClipClient<Channel>],
     requests: &Arc<Vec<pb::SearchRequest>>,
@@ -586,6 +664,8 @@ async fn load(
 /// Recall on one pass and the load at each concurrency, for one kind of search.
 struct Row {
     recall: f64,
+    /// Mean hits per search on the recall pass (fewer than k: the store found fewer).
+    hits: f64,
     /// Answers of the recall pass that came from an exact scan.
     exact: usize,
     loads: Vec<Load>,
@@ -613,6 +693,7 @@ async fn measure_row(
     }
     Ok(Row {
         recall: recall(&found, truth, args.k),
+        hits: found.iter().map(Vec::len).sum::<usize>() as f64 / found.len() as f64,
         exact,
         loads,
     })
@@ -623,21 +704,24 @@ struct Settle {
     /// Recall at the collection's ef_search on the first pass after the last upsert.
     first_recall: f64,
     recall: f64,
-    /// From the last upsert's answer to the first of the passes that agreed.
+    /// From the last upsert's answer to the first of the passes that agreed with the store
+    /// ready (or to the last pass, when it never settled).
     seconds: f64,
     settled: bool,
     passes: usize,
     segments: Option<(Segments, Segments)>,
 }
 
-/// Searches the queries at the collection's ef_search until `SETTLED_PASSES` passes in a row
-/// agree on the recall (and Milvus has no rows waiting for the index), or `settle_seconds` pass.
+/// Searches the queries at the collection's ef_search until `--settle-passes` passes in a row
+/// agree on the recall and Milvus has no rows waiting for the index and serves every indexed
+/// row through its index (after a flush: every row), or `settle_seconds` pass.
 async fn settle(
     clients: &[ClipClient<Channel>],
     queries: &[f32],
     truth: &[Vec<u32>],
     args: &Args,
     mut probe: Option<&mut MilvusProbe>,
+    flushed: bool,
     written: Instant,
 ) -> anyhow::Result<Settle> {
     let requests: Arc<Vec<_>> = Arc::new(
@@ -650,32 +734,48 @@ async fn settle(
     let mut history: Vec<(f64, f64)> = Vec::new();
     let mut first_segments = None;
     let mut segments = None;
+    // When the store's state last turned ready (Milvus: nothing waiting for its index).
+    let mut ready_since = None;
     loop {
         let at = written.elapsed().as_secs_f64();
         let (found, _) = pass(clients, &requests, tasks).await?;
         let r = recall(&found, truth, args.k);
-        let mut pending = 0;
+        let mut store_ready = true;
         if let Some(probe) = probe.as_deref_mut() {
             let now = probe.segments().await?;
-            pending = now.pending_rows;
+            // Milvus builds a sealed segment's index, then has the query node load it: until
+            // then that segment is searched without it.
+            store_ready = now.pending_rows == 0
+                && now.sealed_indexed.1 == now.indexed_rows
+                && (!flushed || now.sealed_indexed.1 == args.count as i64);
             first_segments.get_or_insert(now);
             segments = Some(now);
-            eprintln!("  after {at:.1} s: recall {r:.4}; {now}");
+            eprintln!(
+                "  after {at:.1} s: recall {r:.4}; Milvus: {}",
+                now.describe(args.count)
+            );
         } else {
             eprintln!("  after {at:.1} s: recall {r:.4}");
         }
         history.push((at, r));
-        let recent = &history[history.len().saturating_sub(SETTLED_PASSES)..];
+        ready_since = match store_ready {
+            true => ready_since.or(Some(at)),
+            false => None,
+        };
+        let recent = &history[history.len().saturating_sub(args.settle_passes)..];
         let (low, high) = recent
             .iter()
             .fold((f64::MAX, f64::MIN), |(l, h), &(_, r)| (l.min(r), h.max(r)));
         let settled =
-            recent.len() == SETTLED_PASSES && high - low <= SETTLED_WITHIN && pending == 0;
+            recent.len() == args.settle_passes && high - low <= SETTLED_WITHIN && store_ready;
         if settled || at > args.settle_seconds {
             return Ok(Settle {
                 first_recall: history[0].1,
                 recall: r,
-                seconds: if settled { recent[0].0 } else { at },
+                seconds: match settled {
+                    true => recent[0].0.max(ready_since.unwrap_or(at)),
+                    false => at,
+                },
                 settled,
                 passes: history.len(),
                 segments: first_segments.zip(segments),
@@ -697,6 +797,8 @@ struct Replicas {
 
 struct Run {
     upsert_s: f64,
+    /// How long Milvus took to accept a flush, when asked for one.
+    flush_s: Option<f64>,
     upsert_p50_ms: f64,
     upsert_p99_ms: f64,
     settle: Settle,
@@ -727,9 +829,9 @@ async fn run_store(store: &Store, model: &Path, data: &Data, args: &Args) -> any
     );
     let mut probe = match store {
         Store::Embedded => None,
-        Store::Milvus { url, prefix } => {
-            Some(MilvusProbe::connect(url, format!("{prefix}{COLLECTION}")).await?)
-        }
+        Store::Milvus { url, prefix, token } => Some(
+            MilvusProbe::connect(url, token.as_deref(), format!("{prefix}{COLLECTION}")).await?,
+        ),
     };
     let version = match &mut probe {
         Some(p) => Some(p.version().await?),
@@ -768,6 +870,11 @@ async fn run_store(store: &Store, model: &Path, data: &Data, args: &Args) -> any
     }
     let upsert_s = started.elapsed().as_secs_f64();
     let written = Instant::now();
+    let mut flush_s = None;
+    if let (Some(probe), true) = (probe.as_mut(), args.milvus_flush) {
+        probe.flush().await?;
+        flush_s = Some(written.elapsed().as_secs_f64());
+    }
     batch_ms.sort_by(f64::total_cmp);
     eprintln!(
         "  upserted {} items in {upsert_s:.1} s ({:.0} items/s)",
@@ -797,6 +904,7 @@ async fn run_store(store: &Store, model: &Path, data: &Data, args: &Args) -> any
         &data.truth,
         args,
         probe.as_mut(),
+        flush_s.is_some(),
         written,
     )
     .await?;
@@ -819,7 +927,7 @@ async fn run_store(store: &Store, model: &Path, data: &Data, args: &Args) -> any
     let requests = data
         .queries
         .chunks_exact(args.dim)
-        .map(|q| search_request(q, args.k, None, Some((args.shards, args.shard))))
+        .map(|q| search_request(q, args.k, None, Some(args.shard)))
         .collect();
     let filtered = measure_row(&clients, requests, &data.shard_truth, args).await?;
     eprintln!(
@@ -834,9 +942,17 @@ async fn run_store(store: &Store, model: &Path, data: &Data, args: &Args) -> any
         Store::Embedded => None,
         Store::Milvus { .. } => Some(replicas(&server, store, model, data, args).await?),
     };
+    // Milvus keeps what it was given: leave nothing behind there.
+    server
+        .collections
+        .drop_collection(pb::DropCollectionRequest {
+            name: COLLECTION.into(),
+        })
+        .await?;
     server.server.shutdown().await?;
     Ok(Run {
         upsert_s,
+        flush_s,
         upsert_p50_ms: quantile::quantile(&batch_ms, 0.5).unwrap_or(f64::NAN),
         upsert_p99_ms: quantile::quantile(&batch_ms, 0.99).unwrap_or(f64::NAN),
         settle,
@@ -935,6 +1051,7 @@ fn main() -> anyhow::Result<()> {
             let store = Store::Milvus {
                 url,
                 prefix: format!("bench{}_", std::process::id()),
+                token: std::env::var("MILVUS_TOKEN").ok().filter(|t| !t.is_empty()),
             };
             Some(runtime.block_on(run_store(&store, &model, &data, &args))?)
         }
@@ -1010,23 +1127,32 @@ fn table(args: &Args, embedded: &Run, milvus: Option<&Run>) -> anyhow::Result<St
         let s = &run.settle;
         write!(
             out,
-            "settling ({name}; server ready in {:.1} s): recall@{} at ef_search {} {:.4} on the \
-             first pass after the last upsert, {:.4} {} {:.1} s ({} passes)",
+            "settling ({name}; server ready in {:.1} s{}): recall@{} at ef_search {} {:.4} on \
+             the first pass after the last upsert, {:.4} {} {:.1} s ({} passes)",
             run.startup_s,
+            match run.flush_s {
+                Some(f) => format!("; Milvus asked to flush after the upserts, took {f:.1} s"),
+                None => String::new(),
+            },
             args.k,
             hnsw.ef_search,
             s.first_recall,
             s.recall,
             if s.settled {
-                "stable from"
+                "settled from"
             } else {
-                "still changing after"
+                "not settled after"
             },
             s.seconds,
             s.passes
         )?;
         match &s.segments {
-            Some((first, last)) => writeln!(out, "; Milvus first: {first}; last: {last}")?,
+            Some((first, last)) => writeln!(
+                out,
+                "; Milvus on the first pass: {}; on the last: {}",
+                first.describe(args.count),
+                last.describe(args.count)
+            )?,
             None => writeln!(out)?,
         }
     }
@@ -1109,6 +1235,31 @@ fn table(args: &Args, embedded: &Run, milvus: Option<&Run>) -> anyhow::Result<St
          searching back to back for {} s; p50/p99: latency in ms; {errors} failed searches",
         args.k, args.shard, embedded.filtered.exact, args.queries, args.seconds,
     )?;
+    // Where a store returned fewer hits than asked for, which recall@k counts as misses.
+    let labels: Vec<String> = args
+        .ef_search
+        .iter()
+        .map(|ef| format!("ef_search {ef}"))
+        .chain(["filter".to_string()])
+        .collect();
+    let short: Vec<String> = [("embedded", Some(embedded)), ("milvus", milvus)]
+        .into_iter()
+        .filter_map(|(name, run)| Some((name, run?)))
+        .flat_map(|(name, run)| {
+            let rows = run.rows.iter().chain([&run.filtered]);
+            rows.zip(&labels)
+                .filter(|(row, _)| row.hits < args.k as f64)
+                .map(move |(row, label)| format!("{name} {label}: {:.1}", row.hits))
+        })
+        .collect();
+    if !short.is_empty() {
+        writeln!(
+            out,
+            "fewer than {} hits per search on average: {}",
+            args.k,
+            short.join(", ")
+        )?;
+    }
     if let Some(r) = milvus.and_then(|m| m.replicas.as_ref()) {
         let cells: Vec<String> = args
             .concurrency
