@@ -33,19 +33,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod clustered;
 mod quantile;
 
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
-use clipd::ann::{dot, HnswSettings};
+use clipd::ann::HnswSettings;
 use clipd::config::Settings;
 use clipd::grpc::pb::clip_client::ClipClient;
 use clipd::grpc::pb::collections_client::CollectionsClient;
 use clipd::grpc::pb::{self, item::Content, search_request::Query};
 use clipd::index::milvus::pb as milvus_pb;
 use clipd::index::{Backend, IndexSettings};
-use clipd::rng::SplitMix64;
 use clipd::server::RunningServer;
+use clustered::{exact_neighbours, Clusters};
 use milvus_pb::milvus::milvus_service_client::MilvusServiceClient;
 use tonic::transport::Channel;
 
@@ -54,8 +55,6 @@ const TABLE: &str = "target/bench/stores.txt";
 /// The demo model's tokenizer, which the written checkpoint uses.
 const TOKENIZER: &str = "models/demo/tokenizer.json";
 const COLLECTION: &str = "bench";
-/// Mean points per cluster: ~1,000 clusters at the default count.
-const CLUSTER_SIZE: usize = 100;
 /// How far apart the recall of the settling passes that count as agreeing may be.
 const SETTLED_WITHIN: f64 = 0.002;
 
@@ -149,145 +148,6 @@ fn parse_args() -> anyhow::Result<Args> {
         "--concurrency needs positive values"
     );
     Ok(args)
-}
-
-/// Standard normal samples (Box-Muller), both of each pair used.
-struct Gaussian {
-    rng: SplitMix64,
-    spare: Option<f64>,
-}
-
-impl Gaussian {
-    fn new(seed: u64) -> Self {
-        Self {
-            rng: SplitMix64::new(seed),
-            spare: None,
-        }
-    }
-
-    fn next(&mut self) -> f64 {
-        if let Some(x) = self.spare.take() {
-            return x;
-        }
-        // 1 - unit() is in (0, 1], so the logarithm is finite.
-        let radius = (-2.0 * (1.0 - self.rng.unit()).ln()).sqrt();
-        let angle = std::f64::consts::TAU * self.rng.unit();
-        self.spare = Some(radius * angle.sin());
-        radius * angle.cos()
-    }
-}
-
-fn normalise(v: &mut [f32]) {
-    let norm = dot(v, v).sqrt();
-    v.iter_mut().for_each(|x| *x /= norm);
-}
-
-/// Length of the direction every vector shares, next to unit-length cluster centres.
-const MEAN_NORM: f64 = 1.0;
-/// Length of a point's noise around its centre.
-const NOISE_NORM: f64 = 1.5;
-
-/// Unit vectors around random centres, shaped like CLIP embeddings: the generator of
-/// benches/index.rs (see there why and how it was calibrated), so that the recall of both
-/// benchmarks can be read together.
-struct Clusters {
-    dim: usize,
-    mean: Vec<f32>,
-    centres: Vec<f32>,
-    noise_scale: Vec<f64>,
-}
-
-impl Clusters {
-    fn new(count: usize, dim: usize, seed: u64) -> Self {
-        let clusters = count.div_ceil(CLUSTER_SIZE);
-        let mut gaussian = Gaussian::new(seed);
-        let mut mean: Vec<f32> = (0..dim).map(|_| gaussian.next() as f32).collect();
-        normalise(&mut mean);
-        mean.iter_mut().for_each(|x| *x *= MEAN_NORM as f32);
-        let mut centres: Vec<f32> = (0..clusters * dim)
-            .map(|_| gaussian.next() as f32)
-            .collect();
-        centres.chunks_exact_mut(dim).for_each(normalise);
-        let harmonic: f64 = (1..=dim).map(|i| 1.0 / i as f64).sum();
-        let noise_scale = (1..=dim)
-            .map(|i| NOISE_NORM * (1.0 / (i as f64 * harmonic)).sqrt())
-            .collect();
-        Self {
-            dim,
-            mean,
-            centres,
-            noise_scale,
-        }
-    }
-
-    /// `count` points, each around a centre picked at random.
-    fn sample(&self, count: usize, seed: u64) -> Vec<f32> {
-        let mut gaussian = Gaussian::new(seed);
-        let mut pick = SplitMix64::new(seed ^ 0x5EED);
-        let clusters = self.centres.len() / self.dim;
-        let mut out = Vec::with_capacity(count * self.dim);
-        for _ in 0..count {
-            let c = pick.below(clusters);
-            let centre = &self.centres[c * self.dim..(c + 1) * self.dim];
-            let start = out.len();
-            out.extend(
-                self.mean
-                    .iter()
-                    .zip(centre)
-                    .zip(&self.noise_scale)
-                    .map(|((&m, &x), &s)| m + x + (s * gaussian.next()) as f32),
-            );
-            normalise(&mut out[start..]);
-        }
-        out
-    }
-}
-
-/// The exact `k` nearest rows of `base` to each query, best first, on `threads` threads.
-fn exact_neighbours(
-    base: &[f32],
-    queries: &[f32],
-    dim: usize,
-    k: usize,
-    threads: usize,
-) -> Vec<Vec<u32>> {
-    // Blocks of base rows small enough to stay in L2 while every query of a thread passes over
-    // them: one pass over the base per thread instead of one per query.
-    const BLOCK_ROWS: usize = 128;
-    let query_rows: Vec<&[f32]> = queries.chunks_exact(dim).collect();
-    let per_thread = query_rows.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = query_rows
-            .chunks(per_thread)
-            .map(|mine| {
-                scope.spawn(move || {
-                    let mut best: Vec<Vec<(f32, u32)>> =
-                        vec![Vec::with_capacity(k + 1); mine.len()];
-                    for (block_index, block) in base.chunks(BLOCK_ROWS * dim).enumerate() {
-                        let first = block_index * BLOCK_ROWS;
-                        for (query, best) in mine.iter().zip(&mut best) {
-                            for (offset, row) in block.chunks_exact(dim).enumerate() {
-                                let similarity = dot(query, row);
-                                if best.len() == k && similarity <= best[k - 1].0 {
-                                    continue;
-                                }
-                                let at = best.partition_point(|&(s, _)| s >= similarity);
-                                best.insert(at, (similarity, (first + offset) as u32));
-                                best.truncate(k);
-                            }
-                        }
-                    }
-                    best.into_iter()
-                        .map(|b| b.into_iter().map(|(_, id)| id).collect())
-                        .collect::<Vec<Vec<u32>>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("a brute-force thread panicked"))
-            .collect()
-    })
 }
 
 /// The exact neighbours among the items of one shard, as numbers of items of the whole set.
