@@ -158,15 +158,17 @@ pub async fn copy(
         .info()
         .await
         .map_err(store_error("describing the source"))?;
-    let (created, target) = match target_store.create(target_name, info.manifest.hnsw).await {
-        Ok(_) => (true, target_name),
-        Err(IndexError::Exists(_)) => (false, target_name),
+    let created = match target_store.create(target_name, info.manifest.hnsw).await {
+        Ok(_) => true,
+        Err(IndexError::Exists(_)) => false,
         Err(e) => return Err(store_error(format!("creating {target_name:?}"))(e)),
     };
     let target = target_store
-        .open(target)
+        .open(target_name)
         .await
-        .map_err(store_error(format!("the target collection {target:?}")))?;
+        .map_err(store_error(format!(
+            "the target collection {target_name:?}"
+        )))?;
     let total = info.count;
     let mut after = resumed_after.clone();
     let mut done = match &after {
